@@ -1,0 +1,44 @@
+# Backend-AI: `make run` serves on $(PORT); `make test` sets everything up from nothing and runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export PORT
+
+.PHONY: run test demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime-installed
+
+run: $(VENV)/.runtime-installed
+	@bash scripts/system-deps.sh runtime
+	$(BIN)/gunicorn -c config/gunicorn.conf.py wsgi:app
+
+test: $(VENV)/.dev-installed
+	@bash scripts/system-deps.sh test
+	@bash scripts/ensure-redis.sh
+	$(BIN)/python -m pytest
+
+demo: $(VENV)/.dev-installed
+	@bash scripts/system-deps.sh runtime
+	$(BIN)/python -m tests.fakes.demo
+
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.dev-installed
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-bench.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	@bash scripts/system-deps.sh bench
+	@bash scripts/ensure-redis.sh
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

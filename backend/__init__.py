@@ -1,0 +1,115 @@
+"""Backend-AI: the AI backend of a language-learning app."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+
+from backend.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from the environment, or from the environment plus ``config`` overrides (tests)."""
+    settings = load_settings(config)
+    app = Flask(__name__, template_folder="../templates", static_folder="../templates/static")
+    configure_logging(settings)
+    configure_flask(app, settings)
+    register_extensions(app, settings)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    warn_about_open_config(settings)
+    return app
+
+
+def configure_logging(settings: Settings) -> None:
+    """JSON logs with request ids, as configured."""
+    from backend.observability.logging import configure_logging as install
+
+    install(settings.log_level, settings.log_format)
+
+
+def configure_flask(app: Flask, settings: Settings) -> None:
+    """Flask's own limits: the largest body is one audio file plus form overhead."""
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_audio_bytes + 64 * 1024
+    # Above the multipart parser's read chunk (64 KiB), which it counts against this limit too.
+    app.config["MAX_FORM_MEMORY_SIZE"] = 1024 * 1024
+    app.config["MAX_FORM_PARTS"] = 32
+    app.json.sort_keys = False
+    app.json.compact = True
+    app.testing = settings.app_env == "testing"
+
+
+def register_extensions(app: Flask, settings: Settings) -> None:
+    """Providers, policies and services, plus request-scoped hooks."""
+    from backend.extensions import build_backend
+    from backend.http.hygiene import init_http_hygiene
+    from backend.observability.access_log import init_access_log
+    from backend.observability.live_gauges import live_registry
+    from backend.observability.request_id import init_request_id
+    from backend.observability.summary import MetricsSummary
+
+    backend = build_backend(settings)
+    app.extensions["backend"] = backend
+    app.extensions["backend_live_registry"] = live_registry(backend)
+    app.extensions["backend_summary"] = MetricsSummary()
+    init_request_id(app)
+    init_access_log(app)
+    init_http_hygiene(app, settings)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount the API and health blueprints."""
+    from backend.api import bp as api_bp
+    from backend.breaker_admin import bp as breaker_admin_bp
+    from backend.cache_admin import bp as cache_admin_bp
+    from backend.dashboard import bp as dashboard_bp
+    from backend.health import bp as health_bp
+    from backend.monitoring import bp as monitoring_bp
+    from backend.openapi import bp as openapi_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(monitoring_bp)
+    app.register_blueprint(openapi_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(cache_admin_bp)
+    app.register_blueprint(breaker_admin_bp)
+    app.register_blueprint(dashboard_bp)
+    register_rate_limits(app, api_bp, exempt=[health_bp, monitoring_bp, openapi_bp])
+
+
+def register_rate_limits(app: Flask, ai_blueprint, exempt: list) -> None:
+    """Per-caller limits: RATE_LIMIT_AI on the AI endpoints, RATE_LIMIT_DEFAULT elsewhere, health exempt."""
+    from backend.http.rate_limits import init_rate_limits
+
+    init_rate_limits(app, app.extensions["backend"].settings, ai_blueprint=ai_blueprint, exempt=exempt)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    """Every error becomes the contract's envelope."""
+    from backend.http.handlers import register_error_handlers
+
+    register_error_handlers(app)
+
+
+def register_commands(app: Flask) -> None:
+    """`flask --app wsgi check` and friends."""
+    from backend.cli import register
+
+    register(app)
+
+
+def warn_about_open_config(settings: Settings) -> None:
+    """Say loudly at start what is open or disabled."""
+    if not settings.client_keys:
+        logger.warning("API_KEYS is empty: client authentication is OFF (allowed outside production only)")
+    if not settings.admin_api_key.get_secret_value():
+        logger.info("ADMIN_API_KEY is empty: admin endpoints answer 403")
+    if not settings.gemini_configured:
+        logger.warning("Gemini is not configured (GEMINI_API_KEY): text endpoints answer PROVIDER_NOT_CONFIGURED")
+    if not settings.azure_configured:
+        logger.warning("Azure Speech is not configured (AZURE_SPEECH_KEY with AZURE_SPEECH_REGION or "
+                       "AZURE_SPEECH_HOST): speech endpoints answer PROVIDER_NOT_CONFIGURED")

@@ -1,0 +1,37 @@
+"""Audio from a request: a multipart `audio` file or a JSON `audio_url`, decoded and checked by content."""
+from __future__ import annotations
+
+from typing import TypeVar
+
+from flask import current_app, request
+from pydantic import BaseModel
+
+from backend.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from backend.http.validation import is_json_request, json_body, validate
+from backend.providers.audio import DecodedAudio, decode_audio
+from backend.providers.fetch import fetch_audio
+
+F = TypeVar("F", bound=BaseModel)
+U = TypeVar("U", bound=BaseModel)
+
+
+def audio_request(form_model: type[F], url_model: type[U]) -> tuple[DecodedAudio, F | U]:
+    """Return the decoded audio and the validated fields of the request."""
+    settings = current_app.extensions["backend"].settings
+    if is_json_request():
+        fields = json_body(url_model)
+        raw = fetch_audio(fields.audio_url, allowed_hosts=settings.allowed_audio_hosts,
+                          max_bytes=settings.max_audio_bytes, allow_http=settings.audio_url_allow_http,
+                          allow_private=settings.audio_url_allow_private)
+    elif request.mimetype == "multipart/form-data":
+        upload = request.files.get("audio")
+        if upload is None:
+            raise ValidationFailed("Request validation failed", status=422, details=[
+                {"field": "audio", "message": "an audio file is required", "type": "missing"}])
+        fields = validate(form_model, request.form.to_dict())
+        raw = upload.read(settings.max_audio_bytes + 1)
+        if len(raw) > settings.max_audio_bytes:
+            raise PayloadTooLarge(f"Audio is larger than MAX_AUDIO_BYTES ({settings.max_audio_bytes} bytes)")
+    else:
+        raise UnsupportedMediaType("Send multipart/form-data with an 'audio' file, or JSON with 'audio_url'")
+    return decode_audio(raw, max_seconds=settings.max_audio_seconds), fields

@@ -1,0 +1,52 @@
+"""Models of what the AI endpoints answer (the `data` of the envelope), used for the OpenAPI document."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, Field
+
+from backend.services.schemas import Subtopic, TopicExplanation, WritingAnalysis
+
+
+class AnalysisResult(WritingAnalysis):
+    partial: bool = Field(description="True when the model's answer had to be repaired or completed")
+
+
+class SubtopicsResult(BaseModel):
+    topic: str
+    subtopics: list[Subtopic]
+    partial: bool
+
+
+class ExplanationResult(TopicExplanation):
+    partial: bool
+
+
+class TimedWord(BaseModel):
+    word: str
+    offset_seconds: float
+    duration_seconds: float
+
+
+class TranscriptionResult(BaseModel):
+    text: str
+    confidence: float = Field(ge=0, le=1)
+    duration_seconds: float
+    language: str
+    words: list[TimedWord]
+
+
+class AssessedWord(BaseModel):
+    word: str
+    accuracy_score: float = Field(ge=0, le=100)
+    error_type: Literal["None", "Omission", "Insertion", "Mispronunciation"]
+
+
+class PronunciationResult(BaseModel):
+    recognized_text: str
+    accuracy_score: float = Field(ge=0, le=100)
+    fluency_score: float = Field(ge=0, le=100)
+    completeness_score: float = Field(ge=0, le=100)
+    pronunciation_score: float = Field(ge=0, le=100)
+    prosody_score: Optional[float] = Field(None, ge=0, le=100)
+    words: list[AssessedWord]

@@ -1,0 +1,38 @@
+"""Cache statistics and clearing; a clear reaches every worker and instance before it returns."""
+from __future__ import annotations
+
+from typing import Optional
+
+from flask import Response, current_app
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.cache_admin import bp
+from backend.errors import ServiceUnavailable
+from backend.http.auth import require_admin_key
+from backend.http.envelope import ok
+from backend.http.validation import optional_json_body
+from backend.resilience.store import StoreUnavailable
+
+
+class ClearRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    namespace: Optional[str] = Field(None, pattern=r"^[a-z_]{1,40}$")
+
+
+@bp.get("/stats")
+@require_admin_key
+def stats() -> Response:
+    """Mode, tiers, hits and misses per namespace and tier, sizes, Redis connectivity."""
+    return ok(current_app.extensions["backend"].shared.stats())
+
+
+@bp.post("/clear")
+@require_admin_key
+def clear() -> Response:
+    """Clear one namespace (`{"namespace": "analyze"}`) or everything (no body)."""
+    fields = optional_json_body(ClearRequest)
+    try:
+        return ok(current_app.extensions["backend"].shared.cache.clear(fields.namespace))
+    except StoreUnavailable:
+        raise ServiceUnavailable("Redis is unreachable: the cache was not cleared (retry when it is back)",
+                                     retry_after=5) from None

@@ -1,0 +1,59 @@
+"""Command-line tools: `flask --app wsgi check`, `flask --app wsgi cache clear`."""
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from backend.resilience.store import StoreUnavailable
+
+
+def register(app: Flask) -> None:
+    """Attach the commands to the app."""
+    app.cli.add_command(check)
+    app.cli.add_command(cache_group)
+    app.cli.add_command(breaker_group)
+
+
+@click.command("check")
+def check() -> None:
+    """Validate the configuration and report what is configured and reachable."""
+    backend = current_app.extensions["backend"]
+    settings = backend.settings
+    health = backend.shared.health()
+    click.echo(f"configuration: ok (APP_ENV={settings.app_env})")
+    click.echo(f"cache: mode {health['mode']}, serving from {health['backend']}"
+               + (", REDIS UNREACHABLE" if health["fallback_active"] else ""))
+    click.echo(f"client auth: {'on, %d key(s)' % len(settings.client_keys) if settings.client_keys else 'OFF'}")
+    click.echo(f"admin endpoints: {'on' if settings.admin_api_key.get_secret_value() else 'disabled'}")
+    click.echo(f"gemini: {'configured' if backend.gemini else 'not configured'}")
+    click.echo(f"azure speech: {'configured' if backend.azure else 'not configured'}")
+    if health["fallback_active"]:
+        raise SystemExit(1)
+
+
+cache_group = AppGroup("cache", help="Cache administration.")
+
+
+@cache_group.command("clear")
+@click.option("--namespace", default=None, help="Only this namespace (analyze, subtopics, explanation, ...).")
+def cache_clear(namespace: str | None) -> None:
+    """Clear the cache for every worker and instance sharing it."""
+    try:
+        result = current_app.extensions["backend"].shared.cache.clear(namespace)
+    except StoreUnavailable:
+        raise click.ClickException("Redis is unreachable: the cache was not cleared") from None
+    click.echo(f"cleared {result['namespace']}: {result['removed']}")
+
+
+breaker_group = AppGroup("breaker", help="Circuit breaker administration.")
+
+
+@breaker_group.command("reset")
+@click.argument("name", required=False, type=click.Choice(["gemini", "azure_speech"]))
+def breaker_reset(name: str | None) -> None:
+    """Close a breaker (or all) for every worker and instance sharing its state."""
+    for breaker_name, breaker in current_app.extensions["backend"].breakers.items():
+        if name in (None, breaker_name):
+            breaker.reset()
+            click.echo(f"{breaker_name}: {breaker.state()['state']}")

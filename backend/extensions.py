@@ -1,0 +1,114 @@
+"""Everything a worker needs, built once per app in create_app and kept in app.extensions["backend"]."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from typing import TYPE_CHECKING
+
+from backend.observability.cost import GeminiPrices
+from backend.resilience.breaker import CircuitBreaker
+from backend.resilience.breaker_state import BreakerConfig
+from backend.resilience.bulkhead import Bulkhead
+from backend.resilience.policy import ProviderPolicy
+from backend.resilience.retry import RetryPolicy
+from backend.resilience.shared_state import SharedState, build_shared_state
+from backend.services.analysis import AnalysisService
+from backend.services.content import ContentService
+from backend.services.speech import SpeechService
+from backend.settings import Settings
+
+if TYPE_CHECKING:
+    from backend.providers.azure_speech import AzureSpeechClient
+    from backend.providers.gemini import GeminiClient
+
+logger = logging.getLogger(__name__)
+PROVIDERS = ("gemini", "azure_speech")
+
+
+@dataclass
+class Backend:
+    """The services and provider clients of one app."""
+
+    settings: Settings
+    shared: SharedState
+    breakers: dict[str, CircuitBreaker]
+    gemini: GeminiClient | None
+    azure: AzureSpeechClient | None
+    analysis: AnalysisService
+    content: ContentService
+    speech: SpeechService
+
+    def close(self) -> None:
+        """Release provider connections and thread pools (on worker exit)."""
+        for client in (self.gemini, self.azure):
+            if client is not None:
+                client.close()
+        self.shared.close()
+
+
+def build_backend(settings: Settings) -> Backend:
+    """Create the provider clients (lazy: no connection is made here), policies and services."""
+    gemini = None
+    if settings.gemini_configured:
+        from backend.providers.gemini import GeminiClient
+
+        gemini = GeminiClient(api_key=settings.gemini_api_key.get_secret_value(), model=settings.gemini_model,
+                              base_url=settings.gemini_base_url, timeout_seconds=settings.gemini_timeout_seconds,
+                              max_output_tokens=settings.gemini_max_output_tokens,
+                              thinking_budget=settings.gemini_thinking_budget,
+                              prices=GeminiPrices(settings.price_gemini_input_per_mtok,
+                                                  settings.price_gemini_output_per_mtok))
+    azure = None
+    if settings.azure_configured:
+        # Imported only when configured: the SDK loads native libraries (and OpenSSL) on import.
+        from backend.providers.azure_speech import AzureSpeechClient
+
+        azure = AzureSpeechClient(key=settings.azure_speech_key.get_secret_value(),
+                                  region=settings.azure_speech_region or None,
+                                  host=settings.azure_speech_host or None,
+                                  timeout_seconds=settings.azure_speech_timeout_seconds,
+                                  max_concurrency=settings.azure_speech_max_concurrency)
+
+    shared = build_shared_state(settings)
+    breakers = {name: build_breaker(name, settings, shared) for name in PROVIDERS}
+    bulkheads = {"gemini": Bulkhead("gemini", settings.gemini_max_concurrency),
+                 "azure_speech": Bulkhead("azure_speech", settings.azure_speech_max_concurrency)}
+    retry = RetryPolicy(settings.retry_max_attempts, retry_after_cap=settings.retry_after_cap_seconds)
+
+    def policy(provider: str, operation: str) -> ProviderPolicy:
+        return ProviderPolicy(provider, operation, deadline_seconds=settings.request_deadline_seconds,
+                              cache=shared.cache, flights=shared.flights, breaker=breakers[provider],
+                              bulkhead=bulkheads[provider], retry=retry,
+                              partial_ttl=settings.cache_partial_ttl_seconds)
+
+    return Backend(
+        settings=settings, shared=shared, breakers=breakers, gemini=gemini, azure=azure,
+        analysis=AnalysisService(gemini, policy("gemini", "analyze"), settings.gemini_model,
+                                 reask=settings.llm_reask, max_repair_chars=settings.llm_max_repair_chars),
+        content=ContentService(gemini, policy("gemini", "create_subtopics"), policy("gemini", "explanation"),
+                               settings.gemini_model, reask=settings.llm_reask,
+                               max_repair_chars=settings.llm_max_repair_chars),
+        speech=SpeechService(azure, policy("azure_speech", "transcribe"), policy("azure_speech", "pronunciation"),
+                             price_per_hour={"transcribe": settings.price_azure_speech_per_hour,
+                                             "pronunciation": settings.price_azure_pronunciation_per_hour}),
+    )
+
+
+def build_breaker(name: str, settings: Settings, shared: SharedState) -> CircuitBreaker:
+    """One breaker per provider, its state in Redis when configured (else this host's or process's store)."""
+    config = BreakerConfig(
+        failure_threshold=settings.circuit_breaker_failure_threshold,
+        failure_rate=settings.circuit_breaker_failure_rate,
+        minimum_calls=settings.circuit_breaker_minimum_calls,
+        window_seconds=settings.circuit_breaker_window_seconds,
+        recovery_timeout=settings.circuit_breaker_recovery_timeout,
+        half_open_calls=settings.circuit_breaker_half_open_calls,
+        # A trial that never reports (its worker died) frees its permit once its deadline has surely passed.
+        trial_timeout=settings.request_deadline_seconds + 5)
+    slow = settings.circuit_breaker_timeout
+    if name == "azure_speech":
+        # The Speech SDK streams audio at about twice real time after its first 5 s, so a call on the longest
+        # allowed recording legitimately takes MAX_AUDIO_SECONDS / 2 longer than a short one.
+        slow += settings.max_audio_seconds / 2
+    return CircuitBreaker(name, config, local=shared.local, redis=shared.redis, slow_call_seconds=slow)

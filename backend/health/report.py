@@ -1,0 +1,29 @@
+"""The component report shared by /api/health, /health/ready and /health/cache."""
+from __future__ import annotations
+
+from typing import Any
+
+from backend.extensions import Backend
+
+
+def component_report(backend: Backend) -> dict[str, Any]:
+    """Report api, cache and providers, and derive the overall status with its reasons."""
+    settings = backend.settings
+    cache = backend.shared.health()
+    configured = {"gemini": backend.gemini is not None, "azure_speech": backend.azure is not None}
+    providers = {name: {"configured": configured[name], "breaker": breaker.state()["state"]}
+                 for name, breaker in backend.breakers.items()}
+    reasons = [f"{name} is not configured" for name, p in providers.items() if not p["configured"]]
+    reasons += [f"{name} circuit breaker is {p['breaker']}" for name, p in providers.items()
+                if p["configured"] and p["breaker"] != "closed"]
+    if cache["fallback_active"]:
+        reasons.append("redis is unreachable: serving from the local fallback")
+    in_use = [p for p in providers.values() if p["configured"]]
+    usable = [p for p in in_use if p["breaker"] not in ("open", "forced_open")]
+    if in_use and not usable:
+        status = "unhealthy"  # nothing that is configured can be called
+    else:
+        status = "degraded" if reasons else "healthy"
+    return {"status": status, "reasons": reasons,
+            "components": {"api": {"status": "ok", "environment": settings.app_env}, "cache": cache,
+                           "providers": providers}}

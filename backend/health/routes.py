@@ -1,0 +1,41 @@
+"""Health endpoints: /health touches nothing; the others report components."""
+from __future__ import annotations
+
+from flask import Response, current_app
+
+from backend.errors import ServiceUnavailable
+from backend.health import bp
+from backend.health.report import component_report
+from backend.http.envelope import ok
+
+
+@bp.get("/health")
+def liveness():
+    """The process answers: no dependency is touched."""
+    return {"status": "ok"}
+
+
+@bp.get("/health/ready")
+def readiness() -> Response:
+    """Ready when requests can be served: settings were valid (else no app) and the local store answers,
+    which is also the fallback while Redis is down."""
+    shared = current_app.extensions["backend"].shared
+    if not shared.local_store_answers():
+        raise ServiceUnavailable("Not ready: the local store cannot be read", details={"cache": shared.health()},
+                                 retry_after=5)
+    return ok({"ready": True, "cache": shared.health()})
+
+
+@bp.get("/api/health")
+def component_health() -> Response:
+    """Each component's state and the overall healthy / degraded / unhealthy verdict with its reasons."""
+    report = component_report(current_app.extensions["backend"])
+    if report["status"] == "unhealthy":
+        raise ServiceUnavailable("Unhealthy: " + "; ".join(report["reasons"]), details=report, retry_after=10)
+    return ok(report)
+
+
+@bp.get("/health/cache")
+def cache_health() -> Response:
+    """Cache mode and statistics."""
+    return ok(current_app.extensions["backend"].shared.stats())

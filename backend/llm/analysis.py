@@ -1,0 +1,206 @@
+"""Writing analysis: what a usable answer must hold, what is checked, and the honest defaults for the rest.
+
+| field                      | missing or unusable            | checks                                            |
+| -------------------------- | ------------------------------ | ------------------------------------------------- |
+| cefr_assessment.level      | essential: the answer is       | A1..C2; "b2", "B2+", "Upper-Intermediate (B2)"    |
+|                            | unusable (no honest default)   | read as B2; "B1/B2", "B3" dropped                 |
+| cefr_assessment.confidence | 0.0: no confidence is claimed  | a number, "0.8" or "80%"; outside 0..1 dropped    |
+| cefr_assessment.rationale  | ""                             | a string (a list of strings joined)               |
+| errors                     | []                             | each needs a known type, words found in the       |
+|                            |                                | learner's text and a correction that differs;     |
+|                            |                                | others are dropped                                |
+| errors[].explanation       | ""                             | a string                                          |
+| feedback                   | "", never invented praise      | a string (a list of strings joined)               |
+| strengths,                 | []                             | non-empty strings; one string becomes a list      |
+| improvement_areas          |                                |                                                   |
+| recommended_tasks          | []                             | each needs a title (a bare string is one);        |
+|                            |                                | a missing description is ""                       |
+
+Any default, drop, coercion or renamed field marks the answer partial.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from backend.llm.recover import (MISSING, Notes, default, number, objects, pick, require, text, text_list,
+                                 titled_item, unwrap)
+
+from backend.services.schemas import WritingAnalysis
+
+
+LEVELS = ("A1", "A2", "B1", "B2", "C1", "C2")
+LEVEL_NAMES = {"beginner": "A1", "breakthrough": "A1", "elementary": "A2", "pre intermediate": "A2",
+               "waystage": "A2", "intermediate": "B1", "threshold": "B1", "upper intermediate": "B2",
+               "vantage": "B2", "advanced": "C1", "proficiency": "C2", "proficient": "C2", "mastery": "C2"}
+_LEVEL_TOKEN = re.compile(r"(?<![A-Za-z0-9])([ABCabc][12])(?![0-9])")
+ERROR_TYPES = {
+    "grammar": ("grammar", "grammatical", "tense", "verb tense", "agreement", "subject verb agreement",
+                "word order", "article", "articles", "preposition", "prepositions", "syntax"),
+    "vocabulary": ("vocabulary", "word choice", "lexical", "lexis", "collocation", "wrong word", "usage"),
+    "spelling": ("spelling", "orthography", "typo", "capitalization", "capitalisation", "capital letter"),
+    "punctuation": ("punctuation",),
+    "style": ("style", "stylistic", "register", "formatting", "spacing", "tone"),
+}
+_TYPE_OF = {name: kind for kind, names in ERROR_TYPES.items() for name in names}
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+
+
+ALIASES = {
+    "errors": ("mistakes", "issues", "corrections", "error_list", "grammar_errors"),
+    "feedback": ("overall_feedback", "general_feedback", "summary", "comment", "comments"),
+    "strengths": ("strong_points", "positives"),
+    "improvement_areas": ("areas_for_improvement", "areas_to_improve", "areas_of_improvement", "weaknesses",
+                          "improvements"),
+    "recommended_tasks": ("tasks", "recommendations", "exercises", "recommended_exercises", "suggested_tasks"),
+    "cefr_assessment": ("cefr", "level_assessment", "assessment", "cefr_level_assessment"),
+}
+ERROR_ALIASES = {
+    "type": ("error_type", "category", "kind"),
+    "text": ("original", "original_text", "error", "incorrect", "wrong", "mistake"),
+    "correction": ("corrected", "corrected_text", "correct", "fix", "suggestion"),
+    "explanation": ("reason", "why", "note", "rule"),
+}
+TASK_ALIASES = {"title": ("name", "task"), "description": ("details", "desc", "instructions")}
+CEFR_ALIASES = {"level": ("cefr_level", "cefr"), "confidence": ("certainty", "confidence_score"),
+                "rationale": ("reason", "reasoning", "justification", "explanation")}
+# A top-level "level" is left alone: it may be the learner's declared level echoed back, not an assessment.
+KNOWN = {*ALIASES, *(a for names in ALIASES.values() for a in names), "cefr_level"}
+
+
+def recover_analysis(data: Any, context: Mapping[str, Any], notes: Notes) -> WritingAnalysis:
+    """Build a WritingAnalysis from whatever the model sent, noting each change; Unusable without a level."""
+    obj = unwrap(data, KNOWN, notes, object_fields={"cefr_assessment", *ALIASES["cefr_assessment"]})
+    if not isinstance(obj, dict):
+        return require(MISSING, "analysis object")
+    field = {name: pick(obj, name, aliases, notes, name) for name, aliases in ALIASES.items()}
+    cefr = _cefr(field["cefr_assessment"], obj, notes)
+    learner_text = str(context.get("text", ""))
+    return WritingAnalysis(
+        errors=_errors(field["errors"], learner_text, notes),
+        feedback=default(text(field["feedback"], notes, "feedback", joiner=" "), "", notes, "feedback"),
+        strengths=default(text_list(field["strengths"], notes, "strengths"), [], notes, "strengths"),
+        improvement_areas=default(text_list(field["improvement_areas"], notes, "improvement_areas"), [], notes,
+                                  "improvement_areas"),
+        recommended_tasks=_tasks(field["recommended_tasks"], notes),
+        cefr_assessment=cefr,
+    )
+
+
+def _cefr(value: Any, obj: Mapping[str, Any], notes: Notes) -> dict[str, Any]:
+    """The assessment; a bare level string or a flat ``cefr_level`` key also count."""
+    if value is MISSING:
+        flat = pick(obj, "cefr_level", (), notes, "cefr_assessment")
+        value = {"level": flat} if flat is not MISSING else MISSING
+        if value is not MISSING:
+            notes.note("renamed", "cefr_assessment")
+    elif isinstance(value, str):
+        notes.note("coerced", "cefr_assessment")
+        value = {"level": value}
+    if not isinstance(value, dict):
+        return require(MISSING, "CEFR level (cefr_assessment.level, one of A1..C2)")
+    got = {name: pick(value, name, aliases, notes, f"cefr_assessment.{name}") for name, aliases in CEFR_ALIASES.items()}
+    level = require(level_of(got["level"], notes), "CEFR level (cefr_assessment.level, one of A1..C2)")
+    confidence = number(got["confidence"], notes, "cefr_assessment.confidence")
+    if confidence is not MISSING and not 0.0 <= confidence <= 1.0:
+        # 72 may mean 72 % or something else entirely: claim nothing rather than guess (or clamp to certainty).
+        notes.note("dropped", "cefr_assessment.confidence")
+        confidence = MISSING
+    confidence = default(confidence, 0.0, notes, "cefr_assessment.confidence")
+    rationale = default(text(got["rationale"], notes, "cefr_assessment.rationale", joiner=" "), "", notes,
+                        "cefr_assessment.rationale")
+    return {"level": level, "confidence": confidence, "rationale": rationale}
+
+
+def level_of(value: Any, notes: Notes) -> Any:
+    """A CEFR level read from a string, or MISSING when there is none or more than one."""
+    path = "cefr_assessment.level"
+    if not isinstance(value, str):
+        if value is not MISSING and value is not None:
+            notes.note("dropped", path)
+        return MISSING
+    tokens = {t.upper() for t in _LEVEL_TOKEN.findall(value)}
+    name = _label(value)
+    level = tokens.pop() if len(tokens) == 1 else (LEVEL_NAMES.get(name) if not tokens else None)
+    if level is None:
+        notes.note("dropped", path)
+        return MISSING
+    if level != value:
+        notes.note("coerced", path)
+    return level
+
+
+def _errors(value: Any, learner_text: str, notes: Notes) -> list[dict[str, str]]:
+    """Errors that name a known type, quote the learner's words and correct them; others are dropped."""
+    if value is MISSING:
+        notes.note("defaults", "errors")
+        return []
+    haystack = _comparable(learner_text)
+    kept = []
+    for index, item in objects(value, notes, "errors"):
+        path, item_notes = f"errors[{index}]", Notes()
+        error = _error(item, item_notes, path)
+        if (error is None or not error["text"].strip() or _comparable(error["text"]) not in haystack
+                # a "correction" that changes nothing is no correction
+                or " ".join(error["correction"].split()) == " ".join(error["text"].split())):
+            notes.note("dropped", path)
+            continue
+        notes.absorb(item_notes)
+        kept.append(error)
+    return kept
+
+
+def _error(item: Any, notes: Notes, path: str) -> dict[str, str] | None:
+    """One error with its fields read and checked, or None when it cannot stand."""
+    if not isinstance(item, dict):
+        return None
+    got = {name: pick(item, name, aliases, notes, f"{path}.{name}") for name, aliases in ERROR_ALIASES.items()}
+    kind = error_type(got["type"], notes, f"{path}.type")
+    wrong = text(got["text"], notes, f"{path}.text")
+    right = text(got["correction"], notes, f"{path}.correction")
+    if kind is MISSING or wrong is MISSING or right is MISSING:
+        return None
+    explanation = default(text(got["explanation"], notes, f"{path}.explanation", joiner=" "), "", notes,
+                          f"{path}.explanation")
+    return {"type": kind, "text": wrong, "correction": right, "explanation": explanation}
+
+
+def error_type(value: Any, notes: Notes, path: str) -> Any:
+    """One of the contract's error types; spellings like "Grammar" or "word choice" are mapped."""
+    if not isinstance(value, str):
+        return MISSING
+    name = re.sub(r" (error|errors|mistake|mistakes|issue)$", "", _label(value))
+    kind = _TYPE_OF.get(name)
+    if kind is None:
+        notes.note("dropped", path)
+        return MISSING
+    if kind != value:
+        notes.note("coerced", path)
+    return kind
+
+
+def _tasks(value: Any, notes: Notes) -> list[dict[str, str]]:
+    """Recommended tasks with a title; a bare string is taken as the title."""
+    if value is MISSING:
+        notes.note("defaults", "recommended_tasks")
+        return []
+    tasks = []
+    for index, item in objects(value, notes, "recommended_tasks"):
+        path, item_notes = f"recommended_tasks[{index}]", Notes()
+        task = titled_item(item, TASK_ALIASES, item_notes, path)
+        if task is None:
+            notes.note("dropped", path)
+            continue
+        notes.absorb(item_notes)
+        tasks.append(task)
+    return tasks
+
+
+def _label(value: str) -> str:
+    """A label as the model may spell it ("Word_Choice", "upper-intermediate"), in one lower-case form."""
+    return re.sub(r"[\s_\-]+", " ", value).strip().lower()
+
+
+def _comparable(value: str) -> str:
+    """Case, curly quotes and runs of spaces do not matter when finding quoted words in the text."""
+    return " ".join(value.translate(_QUOTES).split()).casefold()

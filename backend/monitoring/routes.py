@@ -1,0 +1,24 @@
+"""GET /metrics (Prometheus, all workers) and GET /api/metrics (JSON summary, all workers)."""
+from __future__ import annotations
+
+from flask import Response, current_app
+
+from backend.http.envelope import ok
+from backend.monitoring import bp
+from backend.observability.metrics import exposition
+
+
+@bp.get("/metrics")
+def prometheus() -> Response:
+    """Prometheus text exposition, aggregated over every gunicorn worker, plus live breaker and health gauges."""
+    body = exposition(current_app.extensions["backend_live_registry"])
+    return Response(body, mimetype="text/plain", headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+@bp.get("/api/metrics")
+def summary() -> Response:
+    """Per-route count, rates, error rate and latency percentiles over a recent window; cache, upstream, cost."""
+    backend = current_app.extensions["backend"]
+    data = current_app.extensions["backend_summary"].summary()
+    data["breakers"] = {name: breaker.state() for name, breaker in backend.breakers.items()}
+    return ok(data)

@@ -1,0 +1,47 @@
+"""Gauges computed at scrape time from shared state, identical whichever worker answers."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from backend.resilience.breaker import STATE_VALUES
+
+HEALTH_VALUES = {"healthy": 1.0, "degraded": 0.5, "unhealthy": 0.0}
+
+
+class LiveStateCollector(Collector):
+    """circuit_breaker_state{name} and service_health_status{service}, read from the shared store now."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from backend.health.report import component_report
+
+        report = component_report(self.backend)
+        breakers = GaugeMetricFamily("circuit_breaker_state", "Breaker state: 0 closed, 1 half-open, 2 open",
+                                     labels=["name"])
+        for name, provider in report["components"]["providers"].items():
+            breakers.add_metric([name], STATE_VALUES[provider["breaker"]])
+        yield breakers
+        health = GaugeMetricFamily("service_health_status", "1 up, 0.5 degraded, 0 down", labels=["service"])
+        health.add_metric(["api"], HEALTH_VALUES[report["status"]])
+        cache = report["components"]["cache"]
+        health.add_metric(["cache"], 0.5 if cache["fallback_active"] else 1.0)
+        if cache["redis_configured"]:
+            health.add_metric(["redis"], 1.0 if cache["connected"] else 0.0)
+        for name, provider in report["components"]["providers"].items():
+            if provider["configured"]:  # an unconfigured provider is not down: it is not in use
+                usable = provider["breaker"] not in ("open", "forced_open")
+                health.add_metric([name], 1.0 if usable else 0.0)
+        yield health
+
+
+def live_registry(backend) -> CollectorRegistry:
+    """A registry of this app's live gauges (not the global one: tests build many apps)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LiveStateCollector(backend))
+    return registry

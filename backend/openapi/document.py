@@ -1,0 +1,95 @@
+"""Build the OpenAPI 3.1 document from the same pydantic models the routes validate with."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from backend.api import responses
+from backend.api.schemas import (AnalyzeRequest, AudioUrlRequest, ExplanationRequest, PronunciationForm,
+                                 PronunciationUrlRequest, SubtopicsRequest, TranscribeForm)
+from backend.breaker_admin.routes import OpenRequest, ResetRequest
+from backend.cache_admin.routes import ClearRequest
+from backend.openapi.common import (ADMIN, CLIENT, envelope, error_responses, json_body, multipart_audio,
+                                    open_object, plain)
+
+REF = "#/components/schemas/{model}"
+AI_ERRORS = (400, 401, 413, 415, 422, 429, 502, 503, 504)
+ADMIN_ERRORS = (400, 401, 403, 422, 429, 503)
+
+
+@lru_cache(maxsize=1)
+def build_document() -> dict[str, Any]:
+    """The whole document (built once per process: it depends only on code)."""
+    schemas: dict[str, Any] = {}
+
+    def ref(model: type[BaseModel]) -> dict[str, str]:
+        schema = model.model_json_schema(ref_template=REF)
+        for name, definition in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        schemas[model.__name__] = schema
+        return {"$ref": REF.format(model=model.__name__)}
+
+    def ai(summary: str, body: dict[str, Any], result: type[BaseModel]) -> dict[str, Any]:
+        return {"post": {"summary": summary, "security": CLIENT, "requestBody": body,
+                         "responses": {"200": envelope(ref(result), "The result; X-Cache says HIT, MISS or STALE"),
+                                       **error_responses(AI_ERRORS)}}}
+
+    def admin(method: str, summary: str, body: type[BaseModel] | None = None, required: bool = False):
+        operation: dict[str, Any] = {"summary": summary, "security": ADMIN,
+                                     "responses": {"200": envelope(open_object()), **error_responses(ADMIN_ERRORS)}}
+        if body is not None:
+            operation["requestBody"] = json_body(ref(body), required=required)
+        return {method: operation}
+
+    def form(model: type[BaseModel]) -> tuple[dict[str, Any], list[str]]:
+        """The text fields of a multipart form, from the model that validates them."""
+        schema = model.model_json_schema()
+        return schema["properties"], schema.get("required", [])
+
+    paths = {
+        "/api/analyze": ai("Writing feedback with a CEFR level", json_body(ref(AnalyzeRequest)),
+                           responses.AnalysisResult),
+        "/api/create_subtopics": ai("Subtopics of a lesson topic", json_body(ref(SubtopicsRequest)),
+                                    responses.SubtopicsResult),
+        "/api/explanation": ai("An explanation of a subtopic", json_body(ref(ExplanationRequest)),
+                               responses.ExplanationResult),
+        "/api/transcribe": ai("Transcript of a recording (multipart upload or audio_url)",
+                              multipart_audio(*form(TranscribeForm), ref(AudioUrlRequest)),
+                              responses.TranscriptionResult),
+        "/api/pronunciation": ai("Pronunciation scores against a reference text",
+                                 multipart_audio(*form(PronunciationForm), ref(PronunciationUrlRequest)),
+                                 responses.PronunciationResult),
+        "/health": {"get": {"summary": "Liveness (touches no dependency)",
+                            "responses": {"200": plain({"type": "object", "properties": {"status": {
+                                "type": "string", "enum": ["ok"]}}, "required": ["status"]})}}},
+        "/health/ready": {"get": {"summary": "Readiness", "responses": {
+            "200": envelope(open_object()), **error_responses((503,))}}},
+        "/health/cache": {"get": {"summary": "Cache mode and statistics", "responses": {"200": envelope(open_object())}}},
+        "/api/health": {"get": {"summary": "Component health", "responses": {
+            "200": envelope(open_object()), **error_responses((503,))}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics of every worker", "responses": {"200": {
+            "description": "Prometheus text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/api/metrics": {"get": {"summary": "JSON summary of routes, cache, breakers and cost",
+                                 "responses": {"200": envelope(open_object())}}},
+        "/api/cache/stats": admin("get", "Cache statistics"),
+        "/api/cache/clear": admin("post", "Clear the cache (one namespace or all)", ClearRequest),
+        "/api/circuit-breaker/state": admin("get", "Breaker states"),
+        "/api/circuit-breaker/reset": admin("post", "Close one breaker or all", ResetRequest),
+        "/api/circuit-breaker/open": admin("post", "Hold a breaker open", OpenRequest, required=True),
+        "/dashboard": {"get": {"summary": "Operators' dashboard", "responses": {"200": {
+            "description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": plain(open_object())}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Backend-AI", "version": "1.0.0",
+                 "description": "AI backend of a language-learning app: transcripts, pronunciation scores, "
+                                "writing feedback and lesson content."},
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": {
+            "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "Bearer": {"type": "http", "scheme": "bearer"},
+            "AdminKey": {"type": "apiKey", "in": "header", "name": "X-Admin-Key"}}},
+    }

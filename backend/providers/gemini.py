@@ -1,0 +1,175 @@
+"""Gemini through google-genai: one JSON generation call, every SDK failure mapped to our types."""
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from pydantic import BaseModel
+
+from backend.errors import (ProviderAuthError, ProviderBadResponse, ProviderConnectionError, ProviderError,
+                            ProviderRateLimited, ProviderRejected, ProviderServerError, ProviderTimeout)
+from backend.observability.cost import GeminiPrices, charge
+
+PROVIDER = "gemini"
+logger = logging.getLogger(__name__)
+# Finish reasons that mean the model refused to produce (or we must not use) the text.
+_BLOCKING_FINISH = {"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY"}
+
+
+@dataclass(frozen=True)
+class GeminiAnswer:
+    """The model's text with what we need for parsing and cost accounting."""
+
+    text: str
+    finish_reason: str
+    model: str
+    usage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the model stopped at the output token limit."""
+        return self.finish_reason == "MAX_TOKENS"
+
+
+class GeminiClient:
+    """A thin adapter: builds the request, makes one call (no SDK retries), maps failures."""
+
+    def __init__(self, *, api_key: str, model: str, base_url: str = "", timeout_seconds: float = 20.0,
+                 max_output_tokens: int = 4096, thinking_budget: int = -1, prices: GeminiPrices | None = None):
+        self.model = model
+        self._prices = prices or GeminiPrices(0.0, 0.0)
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout_seconds = timeout_seconds
+        self._max_output_tokens = max_output_tokens
+        self._thinking_budget = thinking_budget
+        self._client: genai.Client | None = None
+        self._lock = threading.Lock()
+
+    def _sdk(self) -> genai.Client:
+        """Create the SDK client on first use, in the worker process that uses it (never before a fork)."""
+        with self._lock:
+            if self._client is None:
+                options = types.HttpOptions(api_version="v1beta", timeout=int(self._timeout_seconds * 1000))
+                if self._base_url:
+                    options.base_url = self._base_url
+                # retry_options stays unset: the SDK then makes exactly one attempt; retries are our policy's.
+                self._client = genai.Client(api_key=self._api_key, http_options=options)
+            return self._client
+
+    def generate_json(self, *, system: str, prompt: str, schema: type[BaseModel],
+                      timeout: float | None = None) -> GeminiAnswer:
+        """Ask for JSON matching ``schema``; raise a ProviderError subclass on any failure."""
+        seconds = min(timeout, self._timeout_seconds) if timeout is not None else self._timeout_seconds
+        config = types.GenerateContentConfig(
+            system_instruction=system,
+            response_mime_type="application/json",
+            response_json_schema=_json_schema(schema),
+            max_output_tokens=self._max_output_tokens + max(0, self._thinking_budget),
+            thinking_config=(types.ThinkingConfig(thinking_budget=self._thinking_budget)
+                             if self._thinking_budget >= 0 else None),
+            temperature=0.2,
+            http_options=types.HttpOptions(timeout=max(1, int(seconds * 1000))),
+        )
+        try:
+            response = self._sdk().models.generate_content(model=self.model, contents=prompt, config=config)
+        except genai_errors.APIError as exc:
+            raise map_api_error(exc) from exc
+        except httpx2.TimeoutException as exc:
+            raise ProviderTimeout(f"Gemini did not answer within {seconds:g}s", provider=PROVIDER) from exc
+        except httpx2.TransportError as exc:
+            raise ProviderConnectionError(f"Could not reach Gemini ({type(exc).__name__})", provider=PROVIDER) from exc
+        except Exception as exc:  # the SDK's own parsing/validation failures must not escape as 500s
+            raise ProviderBadResponse(f"Gemini answer could not be read ({type(exc).__name__})",
+                                      provider=PROVIDER) from exc
+        usage = _usage_of(response.usage_metadata)
+        billed = {kind: count for kind, count in usage.items() if kind != "total"}
+        charge(PROVIDER, self._prices.cost(usage), tokens=billed)  # billed even when the answer is unusable
+        return _answer_of(response, self.model, usage)
+
+    def close(self) -> None:
+        """Release the SDK client's connections."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+@functools.cache
+def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The response schema of a model, built once: pydantic takes about a millisecond to build it."""
+    return schema.model_json_schema()
+
+
+def _answer_of(response: types.GenerateContentResponse, model: str, usage: dict[str, int]) -> GeminiAnswer:
+    """Extract text, finish reason and usage, refusing blocked and empty answers."""
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason is not None:
+        raise ProviderBadResponse(f"Gemini blocked the prompt ({_enum_name(feedback.block_reason)})",
+                                  provider=PROVIDER)
+    candidate = (response.candidates or [None])[0]
+    if candidate is None:
+        raise ProviderBadResponse("Gemini returned no candidate", provider=PROVIDER)
+    finish = _enum_name(candidate.finish_reason) or "STOP"
+    parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+    text = "".join(part.text for part in parts if part.text and not part.thought)
+    if finish in _BLOCKING_FINISH:
+        raise ProviderBadResponse(f"Gemini stopped the answer ({finish})", provider=PROVIDER)
+    if not text.strip():
+        raise ProviderBadResponse(f"Gemini returned an empty answer ({finish})", provider=PROVIDER)
+    return GeminiAnswer(text=text, finish_reason=finish, model=response.model_version or model,
+                        usage=usage)
+
+
+def _usage_of(usage: Any) -> dict[str, int]:
+    """Token counts from usageMetadata (missing counts are zero)."""
+    if usage is None:
+        return {}
+    return {
+        "prompt": usage.prompt_token_count or 0,
+        "output": usage.candidates_token_count or 0,
+        "thoughts": usage.thoughts_token_count or 0,
+        "total": usage.total_token_count or 0,
+    }
+
+
+def _enum_name(value: Any) -> str:
+    """The name of an SDK enum value (or the raw string the SDK kept when it did not know it)."""
+    if value is None:
+        return ""
+    return getattr(value, "name", None) or str(value)
+
+
+def map_api_error(exc: genai_errors.APIError) -> ProviderError:
+    """Map an HTTP error from Gemini to our exception types."""
+    code, status, message = exc.code or 0, exc.status or "", (exc.message or "")[:300]
+    detail = f"Gemini answered {code} {status}".strip()
+    if code == 429 or status == "RESOURCE_EXHAUSTED":
+        return ProviderRateLimited(detail, provider=PROVIDER, retry_after=_retry_after(exc))
+    if code in (401, 403) or (code == 400 and "api key" in message.lower()):
+        logger.error("Gemini refused our credentials: check GEMINI_API_KEY", extra={"status": status})
+        return ProviderAuthError("Gemini refused the service's credentials", provider=PROVIDER)
+    if code == 504:
+        return ProviderTimeout(detail, provider=PROVIDER)
+    if code >= 500:
+        return ProviderServerError(detail, provider=PROVIDER, retry_after=_retry_after(exc))
+    # Google's message can describe the request in detail: it goes to our log, the client gets the status.
+    logger.warning("Gemini rejected the request", extra={"status": status, "code": code, "detail": message})
+    return ProviderRejected(detail, provider=PROVIDER)
+
+
+def _retry_after(exc: genai_errors.APIError) -> float | None:
+    """The Retry-After header of the failed response, in seconds, if it has a numeric one."""
+    headers = getattr(exc.response, "headers", None)
+    raw = headers.get("retry-after") if headers is not None else None
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,79 @@
+"""Cache tiers: a bounded in-process LRU, and shared tiers over a Store (a host's disk, Redis)."""
+from __future__ import annotations
+
+import threading
+import time
+
+from cachetools import LRUCache
+
+from backend.resilience.store import Store
+
+
+class MemoryTier:
+    """This process's tier: LRU, bounded in bytes of serialized entries, with per-entry expiry, thread-safe."""
+
+    name = "memory"
+    shared = False
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        # Each item is (raw entry, expires at); its size is the raw entry's length plus a fixed overhead.
+        self._lru: LRUCache[str, tuple[str, float]] = LRUCache(maxsize=max_bytes, getsizeof=_entry_size)
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            item = self._lru.get(key)
+            if item is None:
+                return None
+            if item[1] <= time.monotonic():
+                del self._lru[key]
+                return None
+            return item[0]
+
+    def set(self, key: str, raw: str, ttl: float) -> None:
+        if _entry_size((raw, 0.0)) > self.max_bytes:
+            return  # larger than the whole tier: not worth evicting everything for
+        with self._lock:
+            self._lru[key] = (raw, time.monotonic() + ttl)
+
+    def delete_prefix(self, prefix: str) -> int:
+        with self._lock:
+            doomed = [k for k in self._lru if k.startswith(prefix)]
+            for key in doomed:
+                del self._lru[key]
+            return len(doomed)
+
+    def stats(self) -> dict[str, int]:
+        """Entries and bytes held."""
+        with self._lock:
+            return {"entries": len(self._lru), "bytes": int(self._lru.currsize), "max_bytes": self.max_bytes}
+
+
+def _entry_size(item: tuple[str, float]) -> int:
+    """Approximate memory of one entry: its text plus dict/tuple overhead."""
+    return len(item[0]) + 200
+
+
+class StoreTier:
+    """A shared tier (disk or Redis) storing entries as strings under a `cache:` key prefix."""
+
+    shared = True
+
+    def __init__(self, store: Store, prefix: str = "cache:"):
+        self.store = store
+        self.name = store.name
+        self.prefix = prefix
+
+    def get(self, key: str) -> str | None:
+        return self.store.get(self.prefix + key)
+
+    def set(self, key: str, raw: str, ttl: float) -> None:
+        self.store.set(self.prefix + key, raw, ttl)
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self.store.delete_prefix(self.prefix + prefix)
+
+    def stats(self) -> dict[str, object]:
+        """Whether the tier answers now."""
+        return {"available": self.store.available()}

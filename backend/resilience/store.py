@@ -1,0 +1,207 @@
+"""Shared state behind one small interface: process memory, a host's disk, or Redis, with failover."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Callable, Iterable, TypeVar
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached now; callers fall back instead of failing the request."""
+
+
+class Store(ABC):
+    """Strings under keys with TTLs, atomic counters and set-if-absent (the building block of locks)."""
+
+    name = "store"
+    scope = "process"  # who sees the same data: process, host or cluster
+
+    @abstractmethod
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        """Values of the keys (None where absent or expired), in one round trip."""
+
+    @abstractmethod
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        """Store a value, expiring after ttl seconds when given."""
+
+    @abstractmethod
+    def add(self, key: str, value: str, ttl: float) -> bool:
+        """Store only if absent; True when this call stored it."""
+
+    @abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Remove keys."""
+
+    @abstractmethod
+    def delete_if_equals(self, key: str, value: str) -> bool:
+        """Remove the key only while it still holds value (releasing a lock we own)."""
+
+    @abstractmethod
+    def expire_if_equals(self, key: str, value: str, ttl: float) -> bool:
+        """Extend the key's TTL only while it still holds value (renewing a lock we own)."""
+
+    @abstractmethod
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Atomically add to an integer counter (created at 0); ttl applies when it is created."""
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key starting with prefix; return how many."""
+
+    def get(self, key: str) -> str | None:
+        """The value of one key."""
+        return self.get_many([key])[0]
+
+    def update(self, key: str, change: Callable[[str | None], tuple[str | None, T]]) -> T:
+        """Atomically replace the key's value by change(old)[0] (None leaves it) and return change(old)[1]."""
+        raise NotImplementedError(f"{self.name} store has no atomic update")
+
+    def available(self) -> bool:
+        """Whether the store answers now (cheap; no network when known to be down)."""
+        return True
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class MemoryStore(Store):
+    """A dict with expiry, guarded by a lock: state seen by this process only."""
+
+    name, scope = "memory", "process"
+
+    SWEEP_EVERY = 1000  # writes between sweeps of expired keys nobody reads again (e.g. one per client address)
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[str, float | None]] = {}
+        self._lock = threading.Lock()
+        self._writes = 0
+
+    def _store(self, key: str, value: str, expires: float | None) -> None:
+        """Write under the lock, sweeping expired keys now and then so the dict cannot grow without bound."""
+        self._data[key] = (value, expires)
+        self._writes += 1
+        if self._writes % self.SWEEP_EVERY == 0:
+            now = time.monotonic()
+            for stale in [k for k, (_, exp) in self._data.items() if exp is not None and exp <= now]:
+                del self._data[stale]
+
+    def _live(self, key: str, now: float) -> str | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[1] is not None and item[1] <= now:
+            del self._data[key]
+            return None
+        return item[0]
+
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        now = time.monotonic()
+        with self._lock:
+            return [self._live(k, now) for k in keys]
+
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        with self._lock:
+            self._store(key, value, time.monotonic() + ttl if ttl else None)
+
+    def add(self, key: str, value: str, ttl: float) -> bool:
+        with self._lock:
+            if self._live(key, time.monotonic()) is not None:
+                return False
+            self._store(key, value, time.monotonic() + ttl)
+            return True
+
+    def delete(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._data.pop(key, None)
+
+    def delete_if_equals(self, key: str, value: str) -> bool:
+        with self._lock:
+            if self._live(key, time.monotonic()) == value:
+                del self._data[key]
+                return True
+            return False
+
+    def expire_if_equals(self, key: str, value: str, ttl: float) -> bool:
+        with self._lock:
+            if self._live(key, time.monotonic()) == value:
+                self._data[key] = (value, time.monotonic() + ttl)
+                return True
+            return False
+
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        with self._lock:
+            now = time.monotonic()
+            current = self._live(key, now)
+            expires = self._data[key][1] if current is not None else (now + ttl if ttl else None)
+            value = int(current or 0) + amount
+            self._store(key, str(value), expires)
+            return value
+
+    def update(self, key: str, change: Callable[[str | None], tuple[str | None, T]]) -> T:
+        with self._lock:
+            value, result = change(self._live(key, time.monotonic()))
+            if value is not None:
+                self._data[key] = (value, None)
+            return result
+
+    def delete_prefix(self, prefix: str) -> int:
+        with self._lock:
+            doomed = [k for k in self._data if k.startswith(prefix)]
+            for key in doomed:
+                del self._data[key]
+            return len(doomed)
+
+
+class FailoverStore(Store):
+    """Use the primary (Redis) while it answers, the fallback otherwise; nobody sees the switch as an error."""
+
+    def __init__(self, primary: Store, fallback: Store):
+        self.primary, self.fallback = primary, fallback
+        self.scope = primary.scope
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.primary.name if self.primary.available() else self.fallback.name
+
+    def _run(self, operation: str, *args):
+        try:
+            return getattr(self.primary, operation)(*args)
+        except StoreUnavailable:
+            return getattr(self.fallback, operation)(*args)
+
+    def get_many(self, keys):
+        return self._run("get_many", keys)
+
+    def set(self, key, value, ttl=None):
+        return self._run("set", key, value, ttl)
+
+    def add(self, key, value, ttl):
+        return self._run("add", key, value, ttl)
+
+    def delete(self, keys):
+        return self._run("delete", list(keys))
+
+    def delete_if_equals(self, key, value):
+        return self._run("delete_if_equals", key, value)
+
+    def expire_if_equals(self, key, value, ttl):
+        return self._run("expire_if_equals", key, value, ttl)
+
+    def incr(self, key, amount=1, ttl=None):
+        return self._run("incr", key, amount, ttl)
+
+    def delete_prefix(self, prefix):
+        return self._run("delete_prefix", prefix)
+
+    def available(self) -> bool:
+        return self.primary.available()
+
+    def close(self) -> None:
+        self.primary.close()
+        self.fallback.close()

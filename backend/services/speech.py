@@ -1,0 +1,69 @@
+"""Speech: transcription and pronunciation assessment of decoded learner audio."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from backend.errors import ProviderNotConfigured, ValidationFailed
+from backend.observability.cost import charge
+from backend.providers.audio import DecodedAudio
+from backend.resilience.policy import Outcome, ProviderPolicy
+from backend.services.keys import cache_key
+
+MAX_ASSESSMENT_SECONDS = 30.0  # Azure assesses at most 30 s of audio
+
+NOT_CONFIGURED = ("Azure Speech is not configured: set AZURE_SPEECH_KEY and AZURE_SPEECH_REGION "
+                  "(or AZURE_SPEECH_HOST for a container or proxy)")
+
+if TYPE_CHECKING:
+    from backend.providers.azure_speech import AzureSpeechClient
+
+
+class SpeechService:
+    """Runs Azure Speech on audio already decoded to 16 kHz mono PCM."""
+
+    def __init__(self, azure: AzureSpeechClient | None, transcribe_policy: ProviderPolicy,
+                 pronunciation_policy: ProviderPolicy, price_per_hour: dict[str, float] | None = None):
+        self._azure = azure
+        self._price_per_hour = price_per_hour or {}
+        self._transcribe_policy = transcribe_policy
+        self._pronunciation_policy = pronunciation_policy
+
+    def _client(self) -> AzureSpeechClient:
+        if self._azure is None:
+            raise ProviderNotConfigured(NOT_CONFIGURED, provider="azure_speech")
+        return self._azure
+
+    def transcribe(self, audio: DecodedAudio, language: str) -> Outcome:
+        """Return the transcript of the whole recording."""
+        azure = self._client()
+        # Keyed by the decoded samples, so the same speech in another container or file name is one entry.
+        key = cache_key("transcribe", "v1", "azure", {"audio": audio.fingerprint, "language": language})
+
+        def call(timeout: float) -> dict[str, Any]:
+            result = azure.transcribe(audio.pcm16, audio.sample_rate, language, timeout=timeout)
+            self._charge("transcribe", audio)
+            return result
+
+        return self._transcribe_policy.execute(key, call)
+
+    def assess(self, audio: DecodedAudio, reference_text: str, language: str) -> Outcome:
+        """Return pronunciation scores of the recording against the reference text."""
+        azure = self._client()
+        if audio.duration_seconds > MAX_ASSESSMENT_SECONDS:  # refused before any policy: the caller's input
+            raise ValidationFailed(f"Pronunciation assessment is limited to {MAX_ASSESSMENT_SECONDS:.0f} s of audio",
+                                   status=422)
+        key = cache_key("pronunciation", "v1", "azure",
+                        {"audio": audio.fingerprint, "language": language, "reference_text": reference_text})
+
+        def call(timeout: float) -> dict[str, Any]:
+            result = azure.assess_pronunciation(audio.pcm16, audio.sample_rate, reference_text, language,
+                                                timeout=timeout)
+            self._charge("pronunciation", audio)
+            return result
+
+        return self._pronunciation_policy.execute(key, call)
+
+    def _charge(self, feature: str, audio: DecodedAudio) -> None:
+        """Azure bills recognised audio by the second."""
+        price = self._price_per_hour.get(feature, 0.0)
+        charge("azure_speech", audio.duration_seconds / 3600 * price, audio_seconds=audio.duration_seconds)

@@ -1,0 +1,250 @@
+"""Typed settings read from the environment (and `.env`), validated once at start."""
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from limits import parse as parse_rate_limit
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message names the variable."""
+
+
+CacheMode = Literal["memory", "disk", "redis", "redis_only", "auto"]
+KUBERNETES_SECRETS = Path("/var/run/secrets/kubernetes.io")
+
+
+class Settings(BaseSettings):
+    """Every variable of the contract, with its default and its bounds."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False,
+                                      validate_default=True, frozen=True)
+
+    app_env: Literal["development", "testing", "production"] = "development"
+    port: int = Field(8000, ge=1, le=65535)
+    web_concurrency: int = Field(2, ge=1, le=64)
+    web_threads: int = Field(32, ge=1, le=512)
+
+    api_keys: SecretStr = SecretStr("")
+    admin_api_key: SecretStr = SecretStr("")
+
+    redis_url: SecretStr = SecretStr("")
+    cache_mode: CacheMode = "auto"
+    cache_dir: Path = Path("./var/cache")
+    cache_ttl_seconds: int = Field(86400, ge=1)
+    # Per-namespace TTLs, e.g. "transcribe=604800,analyze=3600".
+    cache_namespace_ttls: str = ""
+    cache_memory_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    cache_disk_max_bytes: int = Field(1024 * 1024 * 1024, ge=1024 * 1024)
+    # How long past its TTL an entry may still answer when the provider fails (stale-if-error).
+    cache_stale_grace_seconds: int = Field(3600, ge=0)
+    # Answers that had to be repaired or completed are kept only briefly.
+    cache_partial_ttl_seconds: int = Field(300, ge=1)
+    redis_key_prefix: str = Field("backend-ai:", max_length=100)
+
+    gemini_api_key: SecretStr = SecretStr("")
+    gemini_model: str = Field("gemini-2.5-flash", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    gemini_base_url: str = ""
+    gemini_timeout_seconds: float = Field(20.0, gt=0, le=600)
+    gemini_max_output_tokens: int = Field(4096, ge=64, le=65536)
+    # Thinking tokens of 2.5 models count against the output limit: give them their own budget (-1 = the model's
+    # dynamic default, 0 = off), added on top of GEMINI_MAX_OUTPUT_TOKENS so the answer keeps its room.
+    gemini_thinking_budget: int = Field(1024, ge=-1, le=32768)
+    # Bulkhead: concurrent Gemini calls per worker process; beyond it, an immediate 503.
+    gemini_max_concurrency: int = Field(24, ge=1, le=1024)
+    # Ask the model once more, stating the problem, when its answer holds nothing usable.
+    llm_reask: bool = True
+    # Longer model answers are not handed to json-repair, whose cost grows faster than linearly.
+    llm_max_repair_chars: int = Field(20_000, ge=1_000, le=1_000_000)
+
+    azure_speech_key: SecretStr = SecretStr("")
+    azure_speech_region: str = ""
+    azure_speech_host: str = ""
+    azure_speech_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    azure_speech_max_concurrency: int = Field(16, ge=1, le=256)
+
+    circuit_breaker_failure_threshold: int = Field(5, ge=1)
+    circuit_breaker_timeout: float = Field(10.0, gt=0)
+    circuit_breaker_recovery_timeout: float = Field(60.0, gt=0)
+    circuit_breaker_half_open_calls: int = Field(1, ge=1)
+    circuit_breaker_window_seconds: int = Field(60, ge=1, le=3600)
+    circuit_breaker_minimum_calls: int = Field(10, ge=1)
+    circuit_breaker_failure_rate: float = Field(0.5, gt=0, le=1)
+
+    retry_max_attempts: int = Field(3, ge=1, le=10)
+    retry_after_cap_seconds: float = Field(10.0, ge=0)
+    # Whole-request budget for upstream work (retries included); stays below gunicorn's worker timeout.
+    request_deadline_seconds: float = Field(45.0, gt=0, le=300)
+
+    # Prices for cost accounting (estimates; set them to your contract's): USD per million Gemini tokens
+    # (thinking tokens bill as output) and USD per hour of audio sent to Azure Speech.
+    price_gemini_input_per_mtok: float = Field(0.30, ge=0)
+    price_gemini_output_per_mtok: float = Field(2.50, ge=0)
+    price_azure_speech_per_hour: float = Field(1.00, ge=0)
+    price_azure_pronunciation_per_hour: float = Field(1.30, ge=0)
+
+    rate_limit_default: str = "600/minute"
+    rate_limit_ai: str = "60/minute"
+    rate_limit_ai_per_key: str = "1200/minute"
+
+    max_audio_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_audio_seconds: float = Field(60.0, gt=0, le=3600)
+    audio_url_allowed_hosts: str = ""
+    audio_url_allow_http: bool = False
+    # Allow allow-listed hosts that resolve to private or loopback addresses (an internal media server).
+    audio_url_allow_private: bool = False
+
+    # Origins allowed to call the API from a browser (comma-separated); empty = CORS off.
+    cors_allowed_origins: str = ""
+    # Reverse proxies in front of the service whose X-Forwarded-* headers are trusted (0 = none).
+    trusted_proxies: int = Field(0, ge=0, le=5)
+    # Failed client authentications allowed per address per minute before it gets 429s.
+    auth_failure_limit_per_minute: int = Field(20, ge=1)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("rate_limit_default", "rate_limit_ai", "rate_limit_ai_per_key")
+    @classmethod
+    def _valid_rate_limit(cls, value: str) -> str:
+        try:
+            parse_rate_limit(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '60/minute': {value!r}") from exc
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("gemini_base_url", "azure_speech_host")
+    @classmethod
+    def _valid_base_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must be an absolute URL (http(s):// or ws(s)://)")
+        return value.rstrip("/")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _valid_api_keys(cls, value: SecretStr) -> SecretStr:
+        for entry in _split(value.get_secret_value()):
+            name, _, key = entry.rpartition(":")
+            if not key or (":" in entry and not name):
+                raise ValueError("entries must be 'key' or 'name:key', comma-separated")
+        return value
+
+    @model_validator(mode="after")
+    def _redis_modes_need_redis(self) -> "Settings":
+        if self.cache_mode in ("redis", "redis_only") and not self.redis_url.get_secret_value():
+            raise ValueError(f"CACHE_MODE={self.cache_mode} requires REDIS_URL")
+        return self
+
+    @model_validator(mode="after")
+    def _safe_in_production(self) -> "Settings":
+        if self.app_env == "production":
+            if not self.client_keys:
+                raise ValueError("APP_ENV=production requires API_KEYS (client keys)")
+            if not self.admin_api_key.get_secret_value():
+                raise ValueError("APP_ENV=production requires ADMIN_API_KEY")
+        return self
+
+    @cached_property
+    def client_keys(self) -> dict[str, str]:
+        """Map each client key's sha256 digest to the client's name (the raw keys are not kept here)."""
+        keys: dict[str, str] = {}
+        for index, entry in enumerate(_split(self.api_keys.get_secret_value())):
+            name, _, key = entry.rpartition(":")
+            digest = hashlib.sha256(key.encode()).hexdigest()
+            keys[digest] = name or f"key{index + 1}"
+        return keys
+
+    @field_validator("cache_namespace_ttls")
+    @classmethod
+    def _valid_namespace_ttls(cls, value: str) -> str:
+        for entry in _split(value):
+            name, _, seconds = entry.partition("=")
+            if not name.strip() or not seconds.strip().isdigit() or int(seconds) < 1:
+                raise ValueError("entries must be 'namespace=seconds', comma-separated")
+        return value
+
+    @cached_property
+    def namespace_ttls(self) -> dict[str, float]:
+        """TTL overrides per cache namespace."""
+        return {name.strip(): float(seconds) for name, _, seconds in
+                (entry.partition("=") for entry in _split(self.cache_namespace_ttls))}
+
+    @cached_property
+    def cors_origins(self) -> list[str]:
+        """Origins allowed by CORS."""
+        return _split(self.cors_allowed_origins)
+
+    @cached_property
+    def admin_key_digest(self) -> str:
+        """The admin key's sha256 digest, or "" when admin endpoints are disabled."""
+        key = self.admin_api_key.get_secret_value()
+        return hashlib.sha256(key.encode()).hexdigest() if key else ""
+
+    @cached_property
+    def allowed_audio_hosts(self) -> frozenset[str]:
+        """Hosts `audio_url` may name, lower-cased."""
+        return frozenset(h.lower() for h in _split(self.audio_url_allowed_hosts))
+
+    @property
+    def effective_cache_mode(self) -> str:
+        """Resolve `auto`: Redis-only in Kubernetes, Redis with a disk tier elsewhere, disk without Redis."""
+        if self.cache_mode != "auto":
+            return self.cache_mode
+        if not self.redis_url.get_secret_value():
+            return "disk"
+        in_kubernetes = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) or KUBERNETES_SECRETS.exists()
+        return "redis_only" if in_kubernetes else "redis"
+
+    @property
+    def gemini_configured(self) -> bool:
+        """Whether Gemini calls can be made."""
+        return bool(self.gemini_api_key.get_secret_value())
+
+    @property
+    def azure_configured(self) -> bool:
+        """Whether Azure Speech calls can be made."""
+        return bool(self.azure_speech_key.get_secret_value()) and bool(self.azure_speech_region or self.azure_speech_host)
+
+
+def _split(raw: str) -> list[str]:
+    """Split a comma-separated variable, dropping blanks."""
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build Settings from the environment (plus overrides), or raise ConfigError naming the variable."""
+    values = {key.lower(): value for key, value in (overrides or {}).items()}
+    kwargs: dict[str, Any] = {"_env_file": None} if overrides is not None else {}
+    try:
+        return Settings(**kwargs, **values)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Render a settings error as one line naming each variable."""
+    parts = []
+    for error in exc.errors():
+        variable = ".".join(str(p) for p in error.get("loc", ())).upper()
+        message = error.get("msg", "invalid").removeprefix("Value error, ")
+        parts.append(f"{variable}: {message}" if variable else message)
+    return "Invalid configuration: " + "; ".join(parts)

@@ -1,0 +1,50 @@
+"""Fan-in: 200 concurrent identical requests across the workers cost one upstream call; the slowest answer."""
+from __future__ import annotations
+
+
+import requests
+
+from bench.harness import FakeProcess, auth_headers, layout_parser, learner_text, ratio_line, service, service_env
+from bench.load import closed_loop, http_request, percentile
+
+LATENCY_MS = 1000  # long enough that every request arrives while the first upstream call is in flight
+
+
+def measure(workers: int, threads: int, clients: int) -> dict:
+    gemini = FakeProcess("tests.fakes.gemini", latency_ms=LATENCY_MS)
+    try:
+        with service(service_env(gemini), workers, threads) as server:
+            for i in range(4 * workers):  # SDK clients built, so the burst measures de-duplication only
+                requests.post(f"{server.url}/api/analyze", json={"text": learner_text(-1 - i)},
+                              headers=auth_headers(i), timeout=30)
+            before = gemini.calls()
+            body = {"text": "Every one of these learners sent exactly the same sentence at the same moment."}
+            load = closed_loop(server.port, lambda c, n: http_request("/api/analyze", body, auth_headers(c)),
+                               clients=clients, per_client=1)
+            upstream = gemini.calls() - before
+    finally:
+        gemini.stop()
+    every = load.latencies(None)
+    return {"upstream": upstream, "statuses": load.statuses, "slowest": max(every), "p50": percentile(every, 0.5),
+            "fastest": min(every), "wall": load.seconds}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = layout_parser(__doc__)
+    parser.add_argument("--clients", type=int, default=200)
+    args = parser.parse_args(argv)
+    r = measure(args.workers, args.threads, args.clients)
+    print(f"gunicorn {args.workers}x{args.threads}, fake Gemini latency {LATENCY_MS} ms, {args.clients} concurrent "
+          f"identical POST /api/analyze (asyncio clients, one connection each)")
+    print(f"  answers {r['statuses']}  upstream calls {r['upstream']} (target 1)")
+    print(f"  fastest {r['fastest']:.3f} s  p50 {r['p50']:.3f} s  slowest {r['slowest']:.3f} s  "
+          f"(one upstream call takes {LATENCY_MS / 1000:g} s)")
+    ratio = r["slowest"] / (LATENCY_MS / 1000)
+    met = r["upstream"] == 1 and r["statuses"] == {200: args.clients}
+    print(ratio_line(f"slowest answer / upstream latency ({r['upstream']} upstream call(s) for {args.clients})",
+                     ratio, "1 upstream call, every answer 200", met))
+    return {"upstream": r["upstream"], "slowest": r["slowest"], "ratio": ratio, "ok": met}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""gunicorn settings: gthread workers (WEB_CONCURRENCY x WEB_THREADS) on PORT, JSON logs, clean worker exit."""
+import glob
+import os
+import tempfile
+
+from backend.settings import ConfigError, load_settings
+
+# Validated here too, so a bad variable stops the master with its name instead of crash-looping workers.
+try:
+    _settings = load_settings()
+except ConfigError as exc:
+    raise SystemExit(str(exc)) from None
+
+bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{_settings.port}"]
+worker_class = "gthread"
+workers = _settings.web_concurrency
+threads = _settings.web_threads
+# For gthread workers this is a heartbeat timeout: a worker whose main loop stalls this long is restarted.
+# Requests are bounded by our own deadline (REQUEST_DEADLINE_SECONDS) and the audio_url download limits.
+timeout = max(60, int(_settings.request_deadline_seconds) + 15)
+# On SIGTERM, in-flight requests (already paid for upstream) may finish: deadline + an audio_url download + margin.
+graceful_timeout = int(_settings.request_deadline_seconds) + 25
+keepalive = 5
+# Heartbeat files in memory, not on a possibly slow disk.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# Each worker builds its own app after the fork: SDK clients, pools and sockets are never shared across a fork.
+preload_app = False
+# One instance per port; a shared default control socket path would make two instances on one host collide.
+control_socket_disable = True
+
+# Prometheus multiprocess mode: every worker writes its samples under this directory; it must be set before
+# any worker imports prometheus_client, and emptied at start so counters of a previous run do not leak in.
+metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"backend-ai-metrics-{_settings.port}"))
+accesslog = None  # the app writes one JSON access line per request itself
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                 "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+                 "rename_fields": {"levelname": "level", "asctime": "time"}},
+        "text": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": _settings.log_format,
+                             "stream": "ext://sys.stderr"}},
+    "loggers": {"gunicorn.error": {"handlers": ["console"], "level": _settings.log_level, "propagate": False}},
+    # The app installs its own root handler (with request ids); gunicorn's default would print every line twice.
+    "root": {"level": _settings.log_level, "handlers": []},
+}
+
+
+def worker_exit(server, worker):
+    """Shut the worker's provider pools down so no recognizer thread outlives it."""
+    app = getattr(worker, "wsgi", None)
+    backend = getattr(app, "extensions", {}).get("backend") if app is not None else None
+    if backend is not None:
+        backend.close()
+
+
+def post_worker_init(worker):
+    """Say when a worker has built its app and takes requests (operators and tests wait on this line)."""
+    worker.log.info("worker ready (pid %s)", worker.pid)
+
+
+def on_starting(server):
+    """Start without the metric files of a previous run (they would be counted again). Only prometheus-client's
+    own *.db files are removed: the directory may be one an operator chose, holding other things."""
+    os.makedirs(metrics_dir, mode=0o700, exist_ok=True)
+    for stale in glob.glob(os.path.join(metrics_dir, "*.db")):
+        os.remove(stale)
+
+
+def child_exit(server, worker):
+    """Mark a dead worker's live gauges so they stop counting; its counters stay, so totals survive restarts."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

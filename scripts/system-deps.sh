@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Debian packages, installed only when missing: `runtime` (what the service needs), `test` (plus what the
+# tests need: redis-server, promtool from prometheus, chromium for the dashboard's browser test), or `bench`
+# (plus wrk, the load generator of the benchmarks).
+set -euo pipefail
+profile="${1:-runtime}"
+missing=()
+# The Azure Speech SDK loads OpenSSL at run time, even for ws://; TLS needs the CA bundle.
+ldconfig -p 2>/dev/null | grep -q 'libssl.so.3' || missing+=(libssl3)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+if [ "$profile" = "bench" ]; then
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  profile=test
+fi
+if [ "$profile" = "test" ]; then
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  # Fonts: without any, headless pages render text as empty boxes in screenshots.
+  [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing system packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  # Another install may hold the dpkg lock for a while: wait for it rather than fail.
+  APT=(apt-get -o DPkg::Lock::Timeout=600)
+  $SUDO "${APT[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO "${APT[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,268 @@
+"""A fake Azure Speech service speaking the SDK's USP websocket protocol, with latency and error injection.
+
+Run it: ``python -m tests.fakes.azure_speech --port 5000 [--latency-ms 200] [--error 503] [--key secret]``;
+point the SDK at it with ``SpeechConfig(host="ws://127.0.0.1:5000", subscription=KEY)``.
+Control it over plain HTTP on the same port: ``/_fake/calls``, ``/_fake/reset``, ``/_fake/config?...``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http
+import json
+import random
+import threading
+from dataclasses import asdict, dataclass
+from typing import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from tests.fakes import azure_usp as usp
+from tests.fakes.azure_settings import (DEFAULT_TRANSCRIPT, ERRORS, FakeSpeechSettings, pick_failure, sentences,
+                                        settings_from_query)
+
+HANDSHAKE_ERRORS = {"503": http.HTTPStatus.SERVICE_UNAVAILABLE, "429": http.HTTPStatus.TOO_MANY_REQUESTS}
+RETRY_AFTER_SECONDS = 1
+
+
+@dataclass
+class _Session:
+    """State of one websocket connection across its turns."""
+
+    interactive: bool
+    failure: str | None
+    sentence: int = 0
+    counted: bool = False
+    answered: bool = False
+
+
+class FakeAzureSpeech:
+    """The fake service; embeddable (``start``/``stop`` on a background loop) or run as a process."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **settings):
+        self.host = host
+        self.port = port
+        self._initial = settings
+        self._lock = threading.Lock()
+        self._rng = random.Random(0)  # seeded so an error rate fails the same connections on every run
+        self.settings = FakeSpeechSettings(**settings)
+        self.calls = 0
+        self.connections = 0
+        self.phrases: list[dict] = []  # every speech.phrase body sent, for tests to compare against
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Future | None = None
+
+    @property
+    def host_url(self) -> str:
+        """The value for ``SpeechConfig(host=...)``."""
+        return f"ws://{self.host}:{self.port}"
+
+    def configure(self, **changes) -> FakeSpeechSettings:
+        """Change some settings; unknown names raise TypeError."""
+        with self._lock:
+            for name, value in changes.items():
+                if not hasattr(self.settings, name):
+                    raise TypeError(f"unknown setting {name!r}")
+                if name == "error" and value not in ERRORS | {None}:
+                    raise ValueError(f"error must be one of {sorted(ERRORS)}")
+                setattr(self.settings, name, value)
+            return self.settings
+
+    def reset(self) -> None:
+        """Zero the counters and restore the settings the fake was created with."""
+        with self._lock:
+            self.settings = FakeSpeechSettings(**self._initial)
+            self.calls = self.connections = 0
+            self.phrases = []
+            self._rng = random.Random(0)
+
+    def counters(self) -> dict:
+        """Recognition sessions (connections that sent audio) and raw connection attempts."""
+        with self._lock:
+            return {"calls": self.calls, "connections": self.connections}
+
+    def start(self) -> "FakeAzureSpeech":
+        """Serve on a background thread with its own event loop; returns once the port is bound."""
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self.serve_forever(ready.set),),
+                                        name="fake-azure-speech", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake Azure Speech did not start")
+        return self
+
+    def stop(self) -> None:
+        """Close the server and every open connection, then end the background thread."""
+        if self._loop is None or self._thread is None:
+            return
+        self._loop.call_soon_threadsafe(self._release)
+        self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
+        self._loop = self._thread = None
+
+    def _release(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    async def serve_forever(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until ``stop`` is called (or forever when run as a process); ``on_ready`` runs once bound."""
+        self._stopped = asyncio.get_running_loop().create_future()
+        async with serve(self._handle, self.host, self.port, subprotocols=["USP"],
+                         process_request=self._process_request, max_size=None, close_timeout=1) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            if on_ready is not None:
+                on_ready()
+            await self._stopped
+
+    # --- handshake: control endpoints, auth and refused handshakes --------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path.startswith("/_fake/"):
+            return self._control(url.path, parse_qs(url.query))
+        with self._lock:
+            self.connections += 1
+            key = self.settings.key
+            if key is not None and request.headers.get("Ocp-Apim-Subscription-Key") != key:
+                return usp.http_response(http.HTTPStatus.UNAUTHORIZED, "invalid subscription key")
+            failure = pick_failure(self.settings, self._rng)
+        if failure in HANDSHAKE_ERRORS:
+            extra = {"Retry-After": str(RETRY_AFTER_SECONDS)} if failure == "429" else {}
+            return usp.http_response(HANDSHAKE_ERRORS[failure], "injected failure", extra)
+        connection.fake_session = _Session(interactive="/interactive/" in url.path, failure=failure)
+        return None
+
+    def _control(self, path: str, query: dict[str, list[str]]) -> Response:
+        if path == "/_fake/calls":
+            return usp.json_response(self.counters())
+        if path == "/_fake/reset":
+            self.reset()
+            return usp.json_response(asdict(self.settings))
+        if path == "/_fake/config":
+            try:
+                self.configure(**settings_from_query(query))
+            except (TypeError, ValueError) as exc:
+                return usp.json_response({"error": str(exc)}, http.HTTPStatus.BAD_REQUEST)
+            return usp.json_response(asdict(self.settings))
+        return usp.json_response({"error": "unknown control path"}, http.HTTPStatus.NOT_FOUND)
+
+    # --- websocket: turns of audio in, recognition results out ---------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        session: _Session = ws.fake_session
+        try:
+            while True:
+                turn = await self._receive_turn(ws, session)
+                if turn is None:
+                    return
+                request_id, context, audio = turn
+                if not session.answered:  # later turns only re-send the unrecognised tail; delay the first one
+                    session.answered = True
+                    await asyncio.sleep(self.settings.latency_ms / 1000)
+                for path, body in self._answer_turn(session, context, audio):
+                    await ws.send(usp.text_frame(path, request_id, body))
+        except ConnectionClosed:
+            return
+
+    async def _receive_turn(self, ws: ServerConnection, session: _Session) -> tuple[str, dict, bytes] | None:
+        """Read one turn (speech.context, then audio up to the empty end frame); None when the client left."""
+        context: dict = {}
+        audio = bytearray()
+        async for message in ws:
+            if isinstance(message, str):
+                headers, body = usp.parse_text_frame(message)
+                if headers.get("path") == "speech.context":
+                    context = json.loads(body or "{}")
+                continue
+            headers, payload = usp.parse_binary_frame(message)
+            if not session.counted:
+                session.counted = True
+                with self._lock:
+                    self.calls += 1
+                if session.failure == "reset":
+                    ws.transport.abort()  # drop the TCP connection without a close frame
+                    return None
+                if session.failure == "hang":
+                    async for _ in ws:  # keep reading so the client never blocks, answer nothing
+                        pass
+                    return None
+            if not payload:
+                return headers.get("x-requestid", ""), context, bytes(audio)
+            audio += payload
+        return None
+
+    def _answer_turn(self, session: _Session, context: dict, audio: bytes) -> list[tuple[str, dict]]:
+        """The messages answering one turn, in the order the service sends them."""
+        pcm, rate = usp.split_wav_stream(audio)
+        phrases = self._phrases_for(session, context, pcm, rate)
+        heard = phrases[0]["RecognitionStatus"] != "EndOfDictation"
+        messages: list[tuple[str, dict]] = [("turn.start", usp.turn_start_body())]
+        if heard:
+            messages.append(("speech.startDetected", {"Offset": phrases[0]["Offset"]}))
+        messages += [("speech.phrase", p) for p in phrases]
+        if heard:
+            messages.append(("speech.endDetected", {"Offset": phrases[-1]["Offset"] + phrases[-1]["Duration"]}))
+        messages.append(("turn.end", {}))
+        with self._lock:
+            self.phrases += phrases
+        return messages
+
+    def _phrases_for(self, session: _Session, context: dict, pcm: bytes, rate: int) -> list[dict]:
+        """One phrase per speech segment, or a single status phrase that acknowledges the whole turn's audio."""
+        total = usp.ticks(len(pcm) // 2, rate)
+        segments = usp.speech_segments(pcm, rate)
+        if not segments:
+            # Acknowledging the audio matters: continuous mode re-sends unacknowledged audio in another turn.
+            return [usp.status_phrase("InitialSilenceTimeout" if session.interactive else "EndOfDictation", 0, total)]
+        if session.failure == "nomatch":
+            return [usp.status_phrase("NoMatch", 0, total)]
+        if session.failure == "malformed":  # results without NBest, words or scores
+            return [{**usp.status_phrase("Success", usp.ticks(s, rate), usp.ticks(e - s, rate)), "DisplayText": "?"}
+                    for s, e in segments]
+        if session.interactive:  # recognize-once ends after the first utterance
+            segments = segments[:1]
+        assessment = context.get("phraseDetection", {}).get("enrichment", {}).get("pronunciationAssessment")
+        if assessment is not None:
+            return usp.assessed_phrases(assessment, pcm, rate, segments)
+        transcript = self.settings.transcript or DEFAULT_TRANSCRIPT
+        phrases = []
+        for start, end in segments:
+            text = transcript[session.sentence % len(transcript)]
+            session.sentence += 1
+            digest = usp.audio_digest(pcm[start * 2:end * 2])
+            phrases.append(usp.recognized_phrase(text, usp.ticks(start, rate), usp.ticks(end - start, rate), digest))
+        return phrases
+
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake in the foreground."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--error", choices=sorted(ERRORS))
+    parser.add_argument("--error-rate", type=float)
+    parser.add_argument("--fail-next", type=int, default=0)
+    parser.add_argument("--key")
+    parser.add_argument("--transcript", help="sentences separated by |")
+    args = parser.parse_args(argv)
+    settings = {"latency_ms": args.latency_ms, "error": args.error, "error_rate": args.error_rate,
+                "fail_next": args.fail_next, "key": args.key}
+    if args.transcript:
+        settings["transcript"] = sentences(args.transcript)
+    fake = FakeAzureSpeech(args.host, args.port, **settings)
+    try:
+        asyncio.run(fake.serve_forever(lambda: print(f"fake Azure Speech on {fake.host_url}", flush=True)))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Settings of the fake Gemini server, the faults they inject and the error bodies it answers with."""
+
+HTTP_ERRORS = {
+    "400": (400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
+    "429": (429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details."),
+    "500": (500, "INTERNAL", "An internal error has occurred. Please retry or report in "
+                             "https://developers.generativeai.google/guide/troubleshooting"),
+    "503": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
+}
+MALFORMED = ("markdown", "truncated", "prose", "empty", "blocked", "safety")
+FAULTS = tuple(HTTP_ERRORS) + ("hang", "reset") + MALFORMED
+# Which calls fail: with fail_next > 0 that many calls fail with `error` (503 when unset), then both
+# clear (the upstream heals); else with error_rate > 0 that share of calls fails, drawn from a Random
+# seeded by `seed`; else a set `error` fails every call. `error` also takes the malformed modes, so they
+# can be injected at a rate; `malformed` alone bends every successful answer.
+DEFAULTS = {"latency_ms": 0, "error": None, "error_rate": 0.0, "seed": None, "fail_next": 0,
+            "retry_after": 1, "malformed": None, "key": None}
+TYPES = {"latency_ms": int, "error": str, "error_rate": float, "seed": int, "fail_next": int,
+         "retry_after": int, "malformed": str, "key": str}
+CHOICES = {"error": FAULTS, "malformed": MALFORMED}
+
+
+def error_body(code, status, message, details=None):
+    """An error in Google's shape."""
+    error = {"code": code, "message": message, "status": status}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def auth_error(key):
+    """What Google answers for a wrong key (400) or no key at all (403)."""
+    if not key:
+        return 403, error_body(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers (callers "
+                               "without established identity). Please use API Key or other form of API "
+                               "consumer identity to call this API.")
+    message = "API key not valid. Please pass a valid API key."
+    return 400, error_body(400, "INVALID_ARGUMENT", message, [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+         "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}},
+        {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": message}])
+
+
+def normalize(name, value):
+    """Check and convert one config value; raise ValueError on nonsense."""
+    if name not in DEFAULTS:
+        raise ValueError(f"unknown setting {name!r}; known: {', '.join(DEFAULTS)}")
+    value = None if value is None else TYPES[name](value)
+    if value is not None and value not in CHOICES.get(name, (value,)):
+        raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}")
+    if name == "error_rate" and not 0 <= value <= 1:
+        raise ValueError("error_rate must be between 0 and 1")
+    return value

@@ -1,0 +1,29 @@
+"""The OpenAPI document matches the implementation: same routes and methods, the models the routes validate with."""
+from __future__ import annotations
+
+from backend.api.schemas import AnalyzeRequest, ExplanationRequest, SubtopicsRequest
+from backend.openapi.document import REF
+
+
+def test_every_route_is_documented_and_nothing_else(app):
+    document = app.test_client().get("/openapi.json").get_json()
+    implemented = {(rule.rule, method) for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+                   for method in rule.methods - {"HEAD", "OPTIONS"}}
+    documented = {(path, method.upper()) for path, operations in document["paths"].items() for method in operations}
+    assert implemented == documented
+
+
+def test_request_bodies_are_the_models_the_routes_validate_with(app):
+    schemas = app.test_client().get("/openapi.json").get_json()["components"]["schemas"]
+    for model in (AnalyzeRequest, SubtopicsRequest, ExplanationRequest):
+        expected = model.model_json_schema(ref_template=REF)
+        expected.pop("$defs", None)
+        assert schemas[model.__name__] == expected
+
+
+def test_document_basics(app):
+    document = app.test_client().get("/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    assert set(document["components"]["securitySchemes"]) == {"ApiKey", "Bearer", "AdminKey"}
+    analyze = document["paths"]["/api/analyze"]["post"]
+    assert {"200", "401", "422", "429", "502", "503", "504"} <= set(analyze["responses"])
