@@ -3,6 +3,8 @@ import glob
 import os
 import tempfile
 
+from gunicorn import glogging
+
 from backend.settings import ConfigError, load_settings
 
 # Validated here too, so a bad variable stops the master with its name instead of crash-looping workers.
@@ -33,6 +35,17 @@ control_socket_disable = True
 metrics_dir = os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"backend-ai-metrics-{_settings.port}"))
 accesslog = None  # the app writes one JSON access line per request itself
+
+
+class QuietAccessLogger(glogging.Logger):
+    """gunicorn's logger without its access line: with logconfig_dict set, gunicorn would still build every
+    request's access atoms only to drop them."""
+
+    def access(self, resp, req, environ, request_time):  # noqa: D102  (gunicorn's signature)
+        return None
+
+
+logger_class = QuietAccessLogger
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 logconfig_dict = {

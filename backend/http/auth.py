@@ -25,7 +25,14 @@ def _presented_client_key() -> str:
 
 
 def identify_client() -> str | None:
-    """Return the caller's client name, or None when the key is missing or wrong."""
+    """Return the caller's client name, or None when the key is missing or wrong (checked once per request:
+    the rate limiter and the view both ask)."""
+    if "client_identity" not in g:
+        g.client_identity = _match_client_key()
+    return g.client_identity
+
+
+def _match_client_key() -> str | None:
     keys: dict[str, str] = current_app.extensions["backend"].settings.client_keys
     presented = _presented_client_key()
     if not presented:

@@ -1,13 +1,18 @@
-"""Per-caller rate limits with flask-limiter: exact across workers and instances through Redis (moving window),
-per process while Redis is down (flask-limiter's in-memory fallback, which probes Redis with backoff)."""
+"""Per-caller rate limits, exact across workers and instances through Redis (moving windows).
+
+The AI endpoints' two budgets (per caller, and per key) are taken together by one Lua script, one Redis round trip
+per request (backend.resilience.rate_window); flask-limiter, with its in-memory fallback, keeps RATE_LIMIT_DEFAULT
+on the other routes, where three round trips do not matter.
+"""
 from __future__ import annotations
 
 import math
 import re
 import time
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
+from limits import parse as parse_limit
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -16,6 +21,7 @@ from backend.http.auth import identify_client
 from backend.http.envelope import fail
 from backend.observability import metrics
 from backend.observability.access_log import route_template
+from backend.resilience.rate_window import MovingWindowLimiter, Quota, Verdict
 from backend.settings import Settings
 
 _USER_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,64}$")
@@ -27,20 +33,10 @@ def client_key() -> str:
     return client if client is not None else f"addr:{request.remote_addr}"
 
 
-def caller_key() -> str:
+def caller_key(client: str | None = None) -> str:
     """The caller: the client, and X-User-ID within it."""
     user = request.headers.get("X-User-ID", "")
-    return f"{client_key()}|{user if _USER_ID.match(user) else '-'}"
-
-
-def ai_limit() -> str:
-    """RATE_LIMIT_AI, read per request so each app instance uses its own settings."""
-    return current_app.extensions["backend"].settings.rate_limit_ai
-
-
-def ai_limit_per_key() -> str:
-    """RATE_LIMIT_AI_PER_KEY: every user of one key together (X-User-ID is the caller's to choose)."""
-    return current_app.extensions["backend"].settings.rate_limit_ai_per_key
+    return f"{client or client_key()}|{user if _USER_ID.match(user) else '-'}"
 
 
 def default_limit() -> str:
@@ -60,14 +56,43 @@ def init_rate_limits(app: Flask, settings: Settings, *, ai_blueprint: Blueprint,
                       storage_uri=redis_url or "memory://", storage_options=options,
                       key_prefix=f"{settings.redis_key_prefix}ratelimit", headers_enabled=True,
                       in_memory_fallback_enabled=True, swallow_errors=True)
-    # One budget per caller shared by every AI endpoint, instead of RATE_LIMIT_DEFAULT per route, and one for
-    # the whole key, so that inventing X-User-IDs does not multiply a leaked key's budget.
-    limiter.shared_limit(ai_limit, scope="ai")(ai_blueprint)
-    limiter.shared_limit(ai_limit_per_key, scope="ai-key", key_func=client_key)(ai_blueprint)
-    for blueprint in exempt:
+    for blueprint in [*exempt, ai_blueprint]:
         limiter.exempt(blueprint)
+    init_ai_limits(app, settings, ai_blueprint.name)
     app.extensions["backend_limiter"] = limiter
     app.register_error_handler(RateLimitExceeded, _rate_limited)
+
+
+def init_ai_limits(app: Flask, settings: Settings, blueprint: str) -> None:
+    """One budget per caller shared by every AI endpoint, and one for the whole key, so that inventing
+    X-User-IDs does not multiply a leaked key's budget."""
+    shared = app.extensions["backend"].shared
+    limiter = MovingWindowLimiter(shared.local, shared.redis)
+    per_caller, per_key = parse_limit(settings.rate_limit_ai), parse_limit(settings.rate_limit_ai_per_key)
+
+    @app.before_request
+    def _check_ai_limits() -> None:
+        if request.blueprint != blueprint:
+            return
+        client = client_key()
+        verdict = limiter.hit([
+            Quota(f"ai:{caller_key(client)}", per_caller.amount, per_caller.get_expiry()),
+            Quota(f"ai-key:{client}", per_key.amount, per_key.get_expiry()),
+        ])
+        g.rate_limit = verdict
+        if not verdict.allowed:
+            metrics.RATE_LIMITED.labels(route_template()).inc()
+            raise RateLimited(f"Rate limit exceeded: {verdict.limit} per {verdict.window:g} seconds",
+                              retry_after=verdict.retry_after)
+
+    @app.after_request
+    def _ai_limit_headers(response: Response) -> Response:
+        verdict: Verdict | None = g.get("rate_limit")
+        if verdict is not None:
+            response.headers["X-RateLimit-Limit"] = str(verdict.limit)
+            response.headers["X-RateLimit-Remaining"] = str(verdict.remaining)
+            response.headers["X-RateLimit-Reset"] = str(math.ceil(verdict.reset_at))
+        return response
 
 
 def _rate_limited(error: RateLimitExceeded) -> Response:

@@ -37,20 +37,25 @@ class CacheEntry:
 class TieredCache:
     """Entries are JSON `{"v", "f": fresh until (epoch s), "g": generation, "c": cost}`, kept ttl + stale grace.
 
-    A clear bumps a generation counter in the control store (Redis, or the host's disk): every process reads
-    the current generation on each lookup, so no worker serves a pre-clear entry once the clear returns. With
-    Redis configured, a clear that cannot reach it is refused rather than applied to this host alone.
+    A clear bumps a generation counter in the control store (Redis, or the host's disk). Every process re-reads
+    the generation at most ``generation_refresh`` seconds after its last read, and a clear returns only once
+    that long has passed after the bump: no worker serves a pre-clear entry once the clear returns, and a hit
+    costs no round trip for the generation. With Redis configured, a clear that cannot reach it is refused
+    rather than applied to this host alone.
     """
 
     def __init__(self, mode: str, tiers: list[Tier], control: Store, *, default_ttl: float,
                  namespace_ttls: dict[str, float] | None = None, stale_grace: float = 3600.0,
-                 shared: Store | None = None):
+                 shared: Store | None = None, generation_refresh: float = 0.2):
         self.mode = mode
         self.tiers = tiers
         self.control = control
         # Redis, when configured: generations live there; its last answers are remembered for its outages.
         self.shared = shared
         self._remembered: dict[str, str] = {}
+        # Generations read recently: {namespace: (token, monotonic time of the read)}; memory mode shares nothing.
+        self.generation_refresh = generation_refresh if mode != "memory" else 0.0
+        self._recent: dict[str, tuple[str, float]] = {}
         self.default_ttl = default_ttl
         self.namespace_ttls = dict(namespace_ttls or {})
         self.stale_grace = stale_grace
@@ -60,11 +65,21 @@ class TieredCache:
         return self.namespace_ttls.get(namespace, self.default_ttl)
 
     def generation(self, namespace: str) -> str:
-        """The current generation token of a namespace (global and namespace counters).
+        """The current generation token of a namespace (global and namespace counters), read at most every
+        ``generation_refresh`` seconds.
 
         While Redis is down the local fallback's counters mean nothing to entries written under Redis's, so the
         last token Redis gave is used: the cache keeps hitting through the outage.
         """
+        recent = self._recent.get(namespace)
+        now = time.monotonic()
+        if recent is not None and now - recent[1] < self.generation_refresh:
+            return recent[0]
+        token = self._read_generation(namespace)
+        self._recent[namespace] = (token, now)
+        return token
+
+    def _read_generation(self, namespace: str) -> str:
         try:
             everything, this = self.control.get_many([f"gen:{ALL}", f"gen:{namespace}"])
         except StoreUnavailable:
@@ -133,6 +148,10 @@ class TieredCache:
         only this host saw would come undone when Redis returned.
         """
         (self.shared or self.control).incr(f"gen:{namespace or ALL}")
+        self._recent.clear()
+        # Every other process re-reads the generation within generation_refresh: returning after it has passed
+        # means no worker anywhere still serves what was just cleared.
+        time.sleep(self.generation_refresh)
         metrics.CACHE_OPERATIONS.labels("clear", "ok").inc()
         removed: dict[str, int] = {}
         for tier in self.tiers:

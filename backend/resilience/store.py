@@ -57,8 +57,9 @@ class Store(ABC):
         """The value of one key."""
         return self.get_many([key])[0]
 
-    def update(self, key: str, change: Callable[[str | None], tuple[str | None, T]]) -> T:
-        """Atomically replace the key's value by change(old)[0] (None leaves it) and return change(old)[1]."""
+    def update(self, key: str, change: Callable[[str | None], tuple[str | None, T]], ttl: float | None = None) -> T:
+        """Atomically replace the key's value by change(old)[0] (None leaves it; a new value lives ttl seconds,
+        forever without one) and return change(old)[1]."""
         raise NotImplementedError(f"{self.name} store has no atomic update")
 
     def available(self) -> bool:
@@ -143,11 +144,12 @@ class MemoryStore(Store):
             self._store(key, str(value), expires)
             return value
 
-    def update(self, key: str, change: Callable[[str | None], tuple[str | None, T]]) -> T:
+    def update(self, key: str, change: Callable[[str | None], tuple[str | None, T]], ttl: float | None = None) -> T:
         with self._lock:
-            value, result = change(self._live(key, time.monotonic()))
+            now = time.monotonic()
+            value, result = change(self._live(key, now))
             if value is not None:
-                self._data[key] = (value, None)
+                self._store(key, value, now + ttl if ttl else None)
             return result
 
     def delete_prefix(self, prefix: str) -> int:

@@ -100,11 +100,11 @@ class DiskStore(Store):
             return value
 
     @_unavailable_on_disk_errors
-    def update(self, key: str, change: Callable[[str | None], tuple[str | None, T]]) -> T:
+    def update(self, key: str, change: Callable[[str | None], tuple[str | None, T]], ttl: float | None = None) -> T:
         with self.cache.transact():
             value, result = change(self.cache.get(key))
             if value is not None:
-                self.cache.set(key, value)
+                self.cache.set(key, value, expire=ttl)
             return result
 
     @_unavailable_on_disk_errors
