@@ -17,6 +17,11 @@ bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{_settings.port}"]
 worker_class = "gthread"
 workers = _settings.web_concurrency
 threads = _settings.web_threads
+# A gthread worker accepts connections until it holds worker_connections (default 1000), then queues them for
+# its threads: under load one worker would hoard hundreds of connections while the others sit idle. Accepting
+# barely more than its threads leaves the rest to workers with free threads; the margin keeps a few idle
+# keep-alive connections (gunicorn allows worker_connections - threads of them).
+worker_connections = threads + max(4, threads // 8)
 # For gthread workers this is a heartbeat timeout: a worker whose main loop stalls this long is restarted.
 # Requests are bounded by our own deadline (REQUEST_DEADLINE_SECONDS) and the audio_url download limits.
 timeout = max(60, int(_settings.request_deadline_seconds) + 15)

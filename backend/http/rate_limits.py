@@ -2,7 +2,8 @@
 
 The AI endpoints' two budgets (per caller, and per key) are taken together by one Lua script, one Redis round trip
 per request (backend.resilience.rate_window); flask-limiter, with its in-memory fallback, keeps RATE_LIMIT_DEFAULT
-on the other routes, where three round trips do not matter.
+on the other routes, where three round trips do not matter. Without Redis, or while it is down, limits are per
+process.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from backend.http.envelope import fail
 from backend.observability import metrics
 from backend.observability.access_log import route_template
 from backend.resilience.rate_window import MovingWindowLimiter, Quota, Verdict
+from backend.resilience.store import MemoryStore
 from backend.settings import Settings
 
 _USER_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,64}$")
@@ -66,8 +68,9 @@ def init_rate_limits(app: Flask, settings: Settings, *, ai_blueprint: Blueprint,
 def init_ai_limits(app: Flask, settings: Settings, blueprint: str) -> None:
     """One budget per caller shared by every AI endpoint, and one for the whole key, so that inventing
     X-User-IDs does not multiply a leaked key's budget."""
-    shared = app.extensions["backend"].shared
-    limiter = MovingWindowLimiter(shared.local, shared.redis)
+    # Without Redis (or while it is down) each process counts for itself, as flask-limiter's fallback does: a
+    # shared disk would cost a contended SQLite write transaction on every AI request.
+    limiter = MovingWindowLimiter(MemoryStore(), app.extensions["backend"].shared.redis)
     per_caller, per_key = parse_limit(settings.rate_limit_ai), parse_limit(settings.rate_limit_ai_per_key)
 
     @app.before_request

@@ -3,8 +3,7 @@
 Each quota is a list of request times, newest first, capped at its limit: a request is allowed when the entry at
 position limit-1 is older than the window. On Redis one Lua script checks every quota and takes a slot from each
 only if all allow, timed by Redis's own clock, so every worker and instance counts against the same budget. While
-Redis cannot be reached, the host's local store decides (the disk store in disk/redis modes, shared by the host's
-workers; this process's memory in redis_only mode).
+Redis cannot be reached, the local store given decides (its Python twin works on any Store).
 """
 from __future__ import annotations
 
@@ -31,7 +30,8 @@ class Quota:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether the request may go on, and the tightest quota as the X-RateLimit headers report it."""
+    """Whether the request may go on, and the quota the X-RateLimit headers report: the refusing one, else the
+    first."""
 
     allowed: bool
     limit: int
@@ -55,7 +55,8 @@ class MovingWindowLimiter:
         self._lua = redis.script(LUA) if redis is not None else None
 
     def hit(self, quotas: list[Quota]) -> Verdict:
-        """Take a slot from each quota if all have one; otherwise take nothing and say which refused."""
+        """Take a slot from each quota if all have one; otherwise take nothing and say which refused. The first
+        quota is the one reported when all allow (the others are guards: counting them would cost more)."""
         if self._lua is not None and self.redis is not None and self.redis.available():
             try:
                 return self._hit_redis(quotas)
@@ -91,7 +92,7 @@ class MovingWindowLimiter:
                 return verdict
             taken.append(quota)
             verdicts.append(verdict)
-        return min(verdicts, key=lambda v: v.remaining)
+        return verdicts[0]
 
 
 def _take(raw: str | None, quota: Quota, now: float) -> tuple[str | None, Verdict]:
@@ -117,35 +118,27 @@ def _give_back(raw: str | None, now: float) -> tuple[str | None, None]:
 LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function live(key, limit, horizon)
-  -- entries are newest first: binary search for the first one at or before the horizon
-  local lo, hi = 0, math.min(redis.call('LLEN', key), limit)
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if tonumber(redis.call('LINDEX', key, mid)) > horizon then lo = mid + 1 else hi = mid end
-  end
-  return lo
-end
-local counts = {}
+-- Every quota needs a free slot: its entry at position limit-1 is missing or older than its window (one LINDEX).
 for i = 1, #KEYS do
-  local limit, window = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local count = live(KEYS[i], limit, now - window)
-  if count >= limit then
-    local oldest = tonumber(redis.call('LINDEX', KEYS[i], limit - 1))
-    return {0, i, 0, tostring(oldest + window), tostring(now)}
+  local last = redis.call('LINDEX', KEYS[i], tonumber(ARGV[2 * i - 1]) - 1)
+  if last and tonumber(last) > now - tonumber(ARGV[2 * i]) then
+    return {0, i, 0, tostring(tonumber(last) + tonumber(ARGV[2 * i])), tostring(now)}
   end
-  counts[i] = count
+end
+-- The first quota is the one reported: count its live entries (newest first, so a binary search).
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local lo, hi = 0, math.min(redis.call('LLEN', KEYS[1]), limit)
+while lo < hi do
+  local mid = math.floor((lo + hi) / 2)
+  if tonumber(redis.call('LINDEX', KEYS[1], mid)) > now - window then lo = mid + 1 else hi = mid end
 end
 local stamp = string.format('%.6f', now)
-local best, best_remaining = 1, nil
 for i = 1, #KEYS do
-  local limit, window = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
   redis.call('LPUSH', KEYS[i], stamp)
-  redis.call('LTRIM', KEYS[i], 0, limit - 1)
-  redis.call('PEXPIRE', KEYS[i], math.ceil(window * 1000))
-  local remaining = limit - counts[i] - 1
-  if best_remaining == nil or remaining < best_remaining then best, best_remaining = i, remaining end
+  -- The reported quota keeps only its live entries; the others at most their limit.
+  redis.call('LTRIM', KEYS[i], 0, i == 1 and lo or tonumber(ARGV[2 * i - 1]) - 1)
+  redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2 * i]) * 1000))
 end
-local oldest = tonumber(redis.call('LINDEX', KEYS[best], counts[best]))
-return {1, best, best_remaining, tostring(oldest + tonumber(ARGV[2 * best])), tostring(now)}
+local oldest = lo > 0 and tonumber(redis.call('LINDEX', KEYS[1], lo)) or now
+return {1, 1, limit - lo - 1, tostring(oldest + window), tostring(now)}
 """

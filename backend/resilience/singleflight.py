@@ -14,6 +14,7 @@ from backend.resilience.store import Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+DONE = "done"  # the lock's value for a while after a successful flight
 
 
 @dataclass
@@ -29,9 +30,11 @@ class SingleFlight:
     """In-process: threads join the leader's flight. Across processes: a lock in the shared store; followers
     poll the cache for the leader's result and take over when the lock disappears without one."""
 
-    def __init__(self, store: Store | None, *, lock_ttl: float = 6.0, poll_interval: float = 0.05):
+    def __init__(self, store: Store | None, *, lock_ttl: float = 6.0, poll_interval: float = 0.05,
+                 done_ttl: float = 2.0):
         self.store = store
         self.lock_ttl = lock_ttl
+        self.done_ttl = done_ttl
         self.poll_interval = poll_interval
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
@@ -77,12 +80,6 @@ class SingleFlight:
             except StoreUnavailable:
                 acquired, token = True, ""  # no shared state at all: compute rather than fail
             if acquired:
-                # The lock may be free because a leader elsewhere just finished, after our cache lookup missed:
-                # take its result rather than call upstream a second time.
-                value = shared_result()
-                if value is not None:
-                    self._release(lock_key, token)
-                    return value, False
                 return self._compute_holding(key, lock_key, token, compute), True
             value = self._wait_for_leader(key, lock_key, shared_result, deadline)
             if value is not None:
@@ -92,28 +89,36 @@ class SingleFlight:
         if token and self._renewer is not None:
             self._renewer.hold(lock_key, token)
         try:
-            return compute()
+            value = compute()
         except errors.ProviderError as exc:
             self._publish_error(key, exc)
-            raise
-        finally:
             self._release(lock_key, token)
+            raise
+        except BaseException:
+            self._release(lock_key, token)
+            raise
+        self._release(lock_key, token, done=True)
+        return value
 
-    def _release(self, lock_key: str, token: str) -> None:
-        """Give the lock back (if it is still ours)."""
+    def _release(self, lock_key: str, token: str, *, done: bool = False) -> None:
+        """Give the lock back (if it is still ours). After a success it stays a while as DONE: a caller whose
+        cache lookup missed just before our value was stored then waits for that value instead of leading a
+        second call, without every leader re-reading the cache after taking the lock."""
         if token and self._renewer is not None:
             self._renewer.release(lock_key)
             try:
-                self.store.delete_if_equals(lock_key, token)  # type: ignore[union-attr]
+                if done:
+                    self.store.set_if_equals(lock_key, token, DONE, self.done_ttl)  # type: ignore[union-attr]
+                else:
+                    self.store.delete_if_equals(lock_key, token)  # type: ignore[union-attr]
             except StoreUnavailable:
                 pass  # it expires by itself
 
     def _wait_for_leader(self, key: str, lock_key: str, shared_result: Callable[[], T | None],
                          deadline: float) -> T | None:
-        """Poll for the leader's result; None when the leader vanished without one (then we take over)."""
+        """Poll for the leader's result; None when there is no leader any more (then we compete for the lock)."""
         assert self.store is not None
         while time.monotonic() < deadline:
-            time.sleep(self.poll_interval)
             value = shared_result()
             if value is not None:
                 return value
@@ -126,6 +131,15 @@ class SingleFlight:
             if holder is None:
                 # The leader stored its value, then released: a read taken before the release missed it.
                 return shared_result()
+            if holder == DONE:
+                # A leader finished, yet its value is not ours to read (expired at once, or stored under an
+                # older cache generation): lead a new flight.
+                try:
+                    self.store.delete_if_equals(lock_key, DONE)
+                except StoreUnavailable:
+                    pass
+                return None
+            time.sleep(self.poll_interval)
         raise errors.ProviderTimeout("Timed out waiting for an identical request in flight")
 
     def _publish_error(self, key: str, exc: errors.ProviderError) -> None:

@@ -46,6 +46,10 @@ class Store(ABC):
         """Extend the key's TTL only while it still holds value (renewing a lock we own)."""
 
     @abstractmethod
+    def set_if_equals(self, key: str, value: str, new_value: str, ttl: float) -> bool:
+        """Replace the value (living ttl seconds) only while the key still holds value (handing a lock on)."""
+
+    @abstractmethod
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         """Atomically add to an integer counter (created at 0); ttl applies when it is created."""
 
@@ -129,9 +133,12 @@ class MemoryStore(Store):
             return False
 
     def expire_if_equals(self, key: str, value: str, ttl: float) -> bool:
+        return self.set_if_equals(key, value, value, ttl)
+
+    def set_if_equals(self, key: str, value: str, new_value: str, ttl: float) -> bool:
         with self._lock:
             if self._live(key, time.monotonic()) == value:
-                self._data[key] = (value, time.monotonic() + ttl)
+                self._data[key] = (new_value, time.monotonic() + ttl)
                 return True
             return False
 
@@ -194,6 +201,9 @@ class FailoverStore(Store):
 
     def expire_if_equals(self, key, value, ttl):
         return self._run("expire_if_equals", key, value, ttl)
+
+    def set_if_equals(self, key, value, new_value, ttl):
+        return self._run("set_if_equals", key, value, new_value, ttl)
 
     def incr(self, key, amount=1, ttl=None):
         return self._run("incr", key, amount, ttl)

@@ -86,6 +86,13 @@ class DiskStore(Store):
         return False
 
     @_unavailable_on_disk_errors
+    def set_if_equals(self, key: str, value: str, new_value: str, ttl: float) -> bool:
+        with self.cache.transact():
+            if self.cache.get(key) == value:
+                return bool(self.cache.set(key, new_value, expire=ttl))
+        return False
+
+    @_unavailable_on_disk_errors
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         with self.cache.transact():
             current = self.cache.get(key)

@@ -20,6 +20,8 @@ _REFUSING = {"OOM", "READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAI
 _DELETE_IF_EQUALS = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 _EXPIRE_IF_EQUALS = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
                      "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0")
+_SET_IF_EQUALS = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+                  "redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0")
 _INCR_WITH_TTL = ("local v = redis.call('incrby', KEYS[1], ARGV[1]) "
                   "if v == tonumber(ARGV[1]) and tonumber(ARGV[2]) > 0 then redis.call('pexpire', KEYS[1], ARGV[2]) end "
                   "return v")
@@ -45,6 +47,7 @@ class RedisStore(Store):
         self._delete_if_equals = self.client.register_script(_DELETE_IF_EQUALS)
         self._expire_if_equals = self.client.register_script(_EXPIRE_IF_EQUALS)
         self._incr_with_ttl = self.client.register_script(_INCR_WITH_TTL)
+        self._set_if_equals = self.client.register_script(_SET_IF_EQUALS)
 
     def k(self, key: str) -> str:
         """The Redis key for one of ours."""
@@ -118,6 +121,9 @@ class RedisStore(Store):
 
     def expire_if_equals(self, key: str, value: str, ttl: float) -> bool:
         return bool(self.call(lambda: self._expire_if_equals(keys=[self.k(key)], args=[value, _ms(ttl)])))
+
+    def set_if_equals(self, key: str, value: str, new_value: str, ttl: float) -> bool:
+        return bool(self.call(lambda: self._set_if_equals(keys=[self.k(key)], args=[value, new_value, _ms(ttl)])))
 
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         return int(self.call(lambda: self._incr_with_ttl(keys=[self.k(key)], args=[amount, _ms(ttl) if ttl else 0])))

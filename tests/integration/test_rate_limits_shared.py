@@ -1,4 +1,4 @@
-"""Rate limits exact across 2 gunicorn instances x 3 workers sharing Redis, and across a host's workers while it is down."""
+"""Rate limits exact across 2 gunicorn instances x 3 workers sharing Redis; per process while Redis is down."""
 from __future__ import annotations
 
 import time
@@ -45,10 +45,10 @@ def test_limit_is_exact_across_workers_and_instances(fake_gemini, tmp_path):
     assert bob == [200] * 10
 
 
-def test_redis_down_falls_back_to_the_hosts_disk_without_failing(fake_gemini, tmp_path):
-    """While Redis is down the host's disk store counts for all its workers: still exact on the host."""
+def test_redis_down_falls_back_to_per_process_limits_without_failing(fake_gemini, tmp_path):
+    """While Redis is down each worker counts on its own: limits still hold, nothing fails."""
     with RedisServer() as redis_server:
-        settings = {**env(fake_gemini, tmp_path, redis_server.url, "rl:"), "RATE_LIMIT_AI": "25/minute"}
+        settings = {**env(fake_gemini, tmp_path, redis_server.url, "rl:"), "RATE_LIMIT_AI": "15/minute"}
         with Gunicorn(settings, workers=2, threads=8) as server:
             assert set(send([server.url], "alice-key-0123456789", 10)) == {200}
             redis_server.stop()
@@ -56,7 +56,7 @@ def test_redis_down_falls_back_to_the_hosts_disk_without_failing(fake_gemini, tm
             statuses = send([server.url], "alice-key-0123456789", 40)
             elapsed = time.monotonic() - started
             log = server.log_path.read_text()
-    # The 10 counted on Redis are out of reach; the disk store counts the 40 from zero, across both workers.
-    assert statuses.count(200) == 25 and statuses.count(429) == 15
+    # The 10 counted on Redis are out of reach; each of the 2 workers allows 15 of its own.
+    assert set(statuses) == {200, 429} and 15 <= statuses.count(200) <= 30
     assert elapsed < 10
     assert 1 <= log.count("redis unreachable: falling back to local state") <= 2  # once per worker

@@ -58,9 +58,19 @@ def test_a_refusal_by_one_quota_takes_nothing_from_the_other(limiter):
     assert limiter.hit([Quota("user", 10, 60)]).remaining == 7
 
 
-def test_headers_report_the_tightest_quota(limiter):
-    verdict = limiter.hit([Quota("user", 5, 60), Quota("key", 100, 60)])
-    assert (verdict.limit, verdict.remaining) == (5, 4)
+def test_headers_report_the_first_quota_until_another_refuses(limiter):
+    user, key = Quota("user", 100, 60), Quota("key", 2, 60)
+    assert [(v.limit, v.remaining) for v in (limiter.hit([user, key]), limiter.hit([user, key]))] == [(100, 99), (100, 98)]
+    refused = limiter.hit([user, key])
+    assert (refused.allowed, refused.limit, refused.remaining) == (False, 2, 0)
+
+
+def test_expired_entries_do_not_count(limiter):
+    quota = Quota("caller", 3, 0.3)
+    limiter.hit([quota])
+    limiter.hit([quota])
+    time.sleep(0.35)
+    assert limiter.hit([quota]).remaining == 2
 
 
 def test_exact_under_concurrency(limiter):

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from backend.errors import ProviderServerError
-from backend.resilience.singleflight import SingleFlight
+from backend.resilience.singleflight import DONE, SingleFlight
 from backend.resilience.store import MemoryStore
 
 
@@ -88,7 +88,7 @@ def test_a_live_leader_keeps_its_lock_past_the_ttl():
     time.sleep(0.8)  # well past one lock_ttl: the renewer must have extended it
     assert store.get("flight:k") is not None
     holder.join()
-    assert store.get("flight:k") is None
+    assert store.get("flight:k") == DONE  # finished: the marker outlives the flight briefly
 
 
 def test_a_leaders_error_reaches_followers_in_other_processes():
@@ -119,6 +119,26 @@ def test_a_caller_arriving_just_after_another_process_finished_takes_its_result(
         shared["k"] = "v"
         return "v"
     assert first.run("k", compute, lambda: shared.get("k"), time.monotonic() + 5) == ("v", True)
-    # The second process looked the key up before the first stored it; it now finds the lock free.
+    # The second process looked the key up before the first stored it; it now finds the finished flight's marker.
     assert second.run("k", compute, lambda: shared.get("k"), time.monotonic() + 5) == ("v", False)
     assert calls == [1]
+
+
+def test_a_finished_flight_whose_value_is_not_visible_does_not_hold_the_next_caller():
+    """The DONE marker without a readable value (expired at once, or another cache generation): lead at once."""
+    store = MemoryStore()
+    flights, calls = SingleFlight(store, done_ttl=30), []
+    assert flights.run("k", slow("first", calls, 0.01), lambda: None, time.monotonic() + 5) == ("first", True)
+    started = time.monotonic()
+    assert flights.run("k", slow("second", calls, 0.01), lambda: None, time.monotonic() + 5) == ("second", True)
+    assert calls == [1, 1] and time.monotonic() - started < 1
+
+
+def test_a_failed_flight_leaves_no_marker():
+    store = MemoryStore()
+
+    def failing():
+        raise ProviderServerError("boom", provider="gemini")
+    with pytest.raises(ProviderServerError):
+        SingleFlight(store).run("k", failing, lambda: None, time.monotonic() + 5)
+    assert store.get("flight:k") is None

@@ -46,6 +46,16 @@ def test_add_is_set_if_absent(store):
     assert store.add("lock", "you", ttl=5) is True
 
 
+def test_set_if_equals_hands_a_lock_on_only_while_it_is_ours(store):
+    store.add("lock", "me", ttl=5)
+    assert store.set_if_equals("lock", "someone-else", "done", 5) is False
+    assert store.get("lock") == "me"
+    assert store.set_if_equals("lock", "me", "done", 0.2) is True
+    assert store.get("lock") == "done"
+    time.sleep(0.3)
+    assert store.get("lock") is None  # with the new lifetime
+
+
 def test_incr_is_atomic_under_threads(store):
     def bump():
         for _ in range(50):
