@@ -32,7 +32,7 @@ class CircuitBreaker:
     """CLOSED / OPEN / HALF_OPEN / FORCED_OPEN over a sliding window, with a slow-call threshold."""
 
     def __init__(self, name: str, config: BreakerConfig, *, local: Store, redis: RedisStore | None = None,
-                 slow_call_seconds: float = 10.0):
+                 slow_call_seconds: float = 10.0, open_hint_seconds: float = 0.2):
         self.name = name
         self.config = config
         self.local = local
@@ -40,15 +40,31 @@ class CircuitBreaker:
         self.slow_call_seconds = slow_call_seconds
         self.key = f"breaker:{name}"
         self._lua = redis.script(machine.LUA) if redis is not None else None
+        # The last refusal this process saw: (open until, epoch s; seen at, monotonic s). Believed for
+        # open_hint_seconds, so an outage costs one shared-state read per interval, not several per request.
+        self.open_hint_seconds = open_hint_seconds
+        self._open_hint = (0.0, 0.0)
 
     def acquire(self) -> Permit:
         """Return a permit, or raise PROVIDER_UNAVAILABLE with Retry-After when the breaker refuses."""
         now = time.time()
         answer, until = self._run("acquire", now)
         if answer == "reject":
-            raise ProviderUnavailable(f"{self.name} is unavailable: circuit breaker open", provider=self.name,
-                                      retry_after=max(1.0, until - now))
+            self._open_hint = (until, time.monotonic())
+            raise self._refusal(until, now)
         return Permit(trial=answer == "trial", started=time.monotonic())
+
+    def refuse_if_known_open(self) -> None:
+        """Raise PROVIDER_UNAVAILABLE at once while this process saw a refusal less than open_hint_seconds ago
+        (and the breaker was to stay open longer): the caller then skips the cache lock and the breaker read."""
+        until, seen = self._open_hint
+        now = time.time()
+        if now < until and time.monotonic() - seen < self.open_hint_seconds:
+            raise self._refusal(until, now)
+
+    def _refusal(self, until: float, now: float) -> ProviderUnavailable:
+        return ProviderUnavailable(f"{self.name} is unavailable: circuit breaker open", provider=self.name,
+                                   retry_after=max(1.0, until - now))
 
     def record(self, permit: Permit, failed: bool, seconds: float | None = None) -> None:
         """Report how the permitted call ended; a success slower than the threshold counts as a failure, except
@@ -58,8 +74,11 @@ class CircuitBreaker:
         self._run("record", time.time(), failed or slow, permit.trial)
 
     def reset(self) -> None:
-        """Close the breaker and forget its history, for every worker and instance."""
+        """Close the breaker and forget its history, for every worker and instance; returns once no process
+        can still believe an earlier refusal."""
         self._run("reset", time.time())
+        self._open_hint = (0.0, 0.0)
+        time.sleep(self.open_hint_seconds)
         logger.warning("breaker reset", extra={"breaker": self.name})
 
     def force_open(self) -> None:

@@ -59,6 +59,8 @@ class ProviderPolicy:
             return Outcome(entry.value, "HIT")
         metrics.CACHE_OPERATIONS.labels("get", "stale" if entry is not None else "miss").inc()
         try:
+            if self.breaker is not None:
+                self._refuse_if_known_open()
             if self.flights is None:
                 value, _ = self._compute(key, call, deadline, token)
                 return Outcome(value, "MISS")
@@ -131,6 +133,14 @@ class ProviderPolicy:
             self.bulkhead.acquire()
         except ProviderError:
             record_decision(self.provider, self.operation, "rejected", limit=self.bulkhead.limit)
+            raise
+
+    def _refuse_if_known_open(self) -> None:
+        """Short-circuit before the single-flight lock while this process knows the breaker is open."""
+        try:
+            self.breaker.refuse_if_known_open()  # type: ignore[union-attr]
+        except ProviderError as exc:
+            record_decision(self.provider, self.operation, "short_circuited", retry_after=exc.retry_after)
             raise
 
     def _permit(self):

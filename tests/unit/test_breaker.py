@@ -136,3 +136,32 @@ def test_two_processes_share_one_breaker_through_redis():
     two.reset()
     assert one.acquire().trial is False
     purge(prefix)
+
+
+def test_a_refusal_is_believed_briefly_without_reading_shared_state(make_breaker):
+    breaker = make_breaker(failure_threshold=1, recovery_timeout=30)
+    fail(breaker)
+    with pytest.raises(ProviderUnavailable):
+        breaker.acquire()
+    reads = []
+    original = breaker._run
+    breaker._run = lambda *args, **kwargs: reads.append(args) or original(*args, **kwargs)
+    with pytest.raises(ProviderUnavailable) as refused:
+        breaker.refuse_if_known_open()
+    assert reads == [] and 25 <= refused.value.retry_after <= 30
+    time.sleep(breaker.open_hint_seconds + 0.05)
+    breaker.refuse_if_known_open()  # the hint is stale: the caller goes on to acquire(), which reads the state
+
+
+def test_no_process_believes_an_old_refusal_once_a_reset_returns(make_breaker):
+    mine, other = make_breaker(failure_threshold=1, recovery_timeout=30), None
+    fail(mine)
+    with pytest.raises(ProviderUnavailable):
+        mine.acquire()
+    other = make_breaker(failure_threshold=1, recovery_timeout=30)  # same shared state in the redis case
+    other._open_hint = mine._open_hint  # it saw the same refusal just now
+    started = time.monotonic()
+    mine.reset()
+    assert time.monotonic() - started >= mine.open_hint_seconds
+    mine.refuse_if_known_open()
+    other.refuse_if_known_open()  # its hint has expired by the time the reset returned

@@ -60,3 +60,29 @@ def test_slowness_is_judged_on_the_answering_attempt():
 
     policy.execute("analyze:v1:m:slow", slow)
     assert breaker.state()["state"] == "open"  # a slow success counted as a failure in the closed state
+
+
+def test_while_known_open_no_flight_lock_is_taken_and_stale_still_answers():
+    from backend.resilience.cache import TieredCache
+    from backend.resilience.cache_tiers import MemoryTier
+    from backend.resilience.singleflight import SingleFlight
+
+    store = MemoryStore()
+    locks = []
+    original_add = store.add
+    store.add = lambda *args: locks.append(args[0]) or original_add(*args)  # type: ignore[method-assign]
+    cache = TieredCache("disk", [MemoryTier(1 << 20)], MemoryStore(), default_ttl=0.05, stale_grace=60)
+    breaker = CircuitBreaker("gemini", BreakerConfig(failure_threshold=1, recovery_timeout=30), local=MemoryStore())
+    policy = ProviderPolicy("gemini", "analyze", deadline_seconds=5, cache=cache, flights=SingleFlight(store),
+                            breaker=breaker)
+    assert policy.execute("analyze:v1:m:kept", lambda _: {"v": 1}).cache == "MISS"
+    time.sleep(0.06)  # the entry is stale now
+    with pytest.raises(KeyError):
+        policy.execute("analyze:v1:m:a", boom)  # opens the breaker
+    with pytest.raises(ProviderUnavailable):
+        policy.execute("analyze:v1:m:b", lambda _: {"ok": True})  # refused by acquire(): this process now knows
+    locks.clear()
+    with pytest.raises(ProviderUnavailable):
+        policy.execute("analyze:v1:m:c", lambda _: {"ok": True})
+    stale = policy.execute("analyze:v1:m:kept", lambda _: {"v": 2})
+    assert locks == [] and (stale.cache, stale.value) == ("STALE", {"v": 1})
