@@ -7,8 +7,10 @@ from typing import Any
 from backend.observability import metrics
 
 logger = logging.getLogger("backend.policy")
-# Decisions that happen on every request stay at DEBUG: the access line already carries the cache result.
-_QUIET = {"cache_hit"}
+# Decisions that can happen on every request stay at DEBUG: the access line already carries the cache result and
+# the status, the metric counts them, and an outage must not double the log volume. Breaker transitions, retries
+# and bulkhead refusals stay at INFO.
+_QUIET = {"cache_hit", "joined_flight", "short_circuited", "served_stale"}
 
 
 def record_decision(provider: str, operation: str, decision: str, **extra: Any) -> None:

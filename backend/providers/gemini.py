@@ -76,7 +76,10 @@ class GeminiClient:
             thinking_config=(types.ThinkingConfig(thinking_budget=self._thinking_budget)
                              if self._thinking_budget >= 0 else None),
             temperature=0.2,
-            http_options=types.HttpOptions(timeout=max(1, int(seconds * 1000))),
+            # A per-call timeout only when the deadline leaves less than the client's own (merging options per
+            # call costs the SDK about half a millisecond).
+            http_options=(types.HttpOptions(timeout=max(1, int(seconds * 1000)))
+                          if seconds < self._timeout_seconds else None),
         )
         try:
             response = self._sdk().models.generate_content(model=self.model, contents=prompt, config=config)
