@@ -91,7 +91,7 @@ class SingleFlight:
         try:
             value = compute()
         except errors.ProviderError as exc:
-            self._publish_error(key, exc)
+            self._publish_error(key, token, exc)  # before the release: a follower sees one or the other
             self._release(lock_key, token)
             raise
         except BaseException:
@@ -116,18 +116,24 @@ class SingleFlight:
 
     def _wait_for_leader(self, key: str, lock_key: str, shared_result: Callable[[], T | None],
                          deadline: float) -> T | None:
-        """Poll for the leader's result; None when there is no leader any more (then we compete for the lock)."""
+        """Poll for the leader's result; None when there is no leader any more (then we compete for the lock).
+
+        The leader's error reaches only the followers of that leader: it is published under the leader's token,
+        so a caller arriving after a failed flight makes a fresh attempt instead of inheriting an old error.
+        """
         assert self.store is not None
+        leader = ""
         while time.monotonic() < deadline:
             value = shared_result()
             if value is not None:
                 return value
+            keys = [lock_key] + ([_error_key(key, leader)] if leader else [])
             try:
-                holder, failure = self.store.get_many([lock_key, f"flight-error:{key}"])
+                holder, *failure = self.store.get_many(keys)
             except StoreUnavailable:
                 return None
-            if failure is not None:
-                raise _rebuild_error(failure)
+            if failure and failure[0] is not None:
+                raise _rebuild_error(failure[0])
             if holder is None:
                 # The leader stored its value, then released: a read taken before the release missed it.
                 return shared_result()
@@ -139,17 +145,25 @@ class SingleFlight:
                 except StoreUnavailable:
                     pass
                 return None
+            leader = holder
             time.sleep(self.poll_interval)
         raise errors.ProviderTimeout("Timed out waiting for an identical request in flight")
 
-    def _publish_error(self, key: str, exc: errors.ProviderError) -> None:
-        """Let followers elsewhere fail with the leader's error instead of each calling upstream again."""
+    def _publish_error(self, key: str, token: str, exc: errors.ProviderError) -> None:
+        """Let this flight's followers elsewhere fail with its error instead of each calling upstream again."""
+        if not token:
+            return
         payload = {"type": type(exc).__name__, "message": exc.message, "provider": exc.provider,
                    "retry_after": exc.retry_after}
         try:
-            self.store.set(f"flight-error:{key}", json.dumps(payload), ttl=2.0)  # type: ignore[union-attr]
+            self.store.set(_error_key(key, token), json.dumps(payload), ttl=2.0)  # type: ignore[union-attr]
         except StoreUnavailable:
             pass
+
+
+def _error_key(key: str, token: str) -> str:
+    """Where the flight led under ``token`` publishes its error."""
+    return f"flight-error:{key}:{token}"
 
 
 def _rebuild_error(raw: str) -> errors.ProviderError:

@@ -91,12 +91,33 @@ def test_a_live_leader_keeps_its_lock_past_the_ttl():
     assert store.get("flight:k") == DONE  # finished: the marker outlives the flight briefly
 
 
-def test_a_leaders_error_reaches_followers_in_other_processes():
+def test_a_leaders_error_reaches_its_followers_in_other_processes():
     store = MemoryStore()
-    store.add("flight:k", "leader", ttl=5)
-    store.set("flight-error:k", '{"type": "ProviderServerError", "message": "upstream 500", "provider": "gemini"}', 2)
+    store.add("flight:k", "leader-token", ttl=5)
+
+    def leader_fails():
+        time.sleep(0.2)  # the follower is polling by now
+        store.set("flight-error:k:leader-token",
+                  '{"type": "ProviderServerError", "message": "upstream 500", "provider": "gemini"}', 2)
+        store.delete_if_equals("flight:k", "leader-token")
+    threading.Thread(target=leader_fails).start()
+    calls: list[int] = []
     with pytest.raises(ProviderServerError, match="upstream 500"):
-        SingleFlight(store).run("k", slow("x", []), lambda: None, time.monotonic() + 2)
+        SingleFlight(store).run("k", slow("x", calls), lambda: None, time.monotonic() + 2)
+    assert calls == []
+
+
+def test_a_caller_arriving_after_a_failed_flight_makes_a_fresh_attempt():
+    store = MemoryStore()
+    first, second = SingleFlight(store), SingleFlight(store)  # two processes, one store
+
+    def failing():
+        raise ProviderServerError("boom", provider="gemini")
+    with pytest.raises(ProviderServerError):
+        first.run("k", failing, lambda: None, time.monotonic() + 5)
+    calls: list[int] = []
+    assert second.run("k", slow("fresh", calls, 0.01), lambda: None, time.monotonic() + 5) == ("fresh", True)
+    assert calls == [1]
 
 
 def test_waiting_is_bounded_by_the_deadline():
