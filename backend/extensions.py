@@ -72,7 +72,7 @@ def build_backend(settings: Settings) -> Backend:
 
     shared = build_shared_state(settings)
     breakers = {name: build_breaker(name, settings, shared) for name in PROVIDERS}
-    bulkheads = {"gemini": Bulkhead("gemini", settings.gemini_max_concurrency),
+    bulkheads = {"gemini": Bulkhead("gemini", settings.gemini_bulkhead),
                  "azure_speech": Bulkhead("azure_speech", settings.azure_speech_max_concurrency)}
     retry = RetryPolicy(settings.retry_max_attempts, retry_after_cap=settings.retry_after_cap_seconds)
 

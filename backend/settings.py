@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     # Thinking tokens of 2.5 models count against the output limit: give them their own budget (-1 = the model's
     # dynamic default, 0 = off), added on top of GEMINI_MAX_OUTPUT_TOKENS so the answer keeps its room.
     gemini_thinking_budget: int = Field(1024, ge=-1, le=32768)
-    # Bulkhead: concurrent Gemini calls per worker process; beyond it, an immediate 503.
-    gemini_max_concurrency: int = Field(24, ge=1, le=1024)
+    # Bulkhead: concurrent Gemini calls per worker process; beyond it, an immediate 503. Unset: three quarters of
+    # WEB_THREADS (24 of 32), so a slow Gemini leaves threads for health checks, cached answers and Azure.
+    gemini_max_concurrency: int | None = Field(None, ge=1, le=1024)
     # Ask the model once more, stating the problem, when its answer holds nothing usable.
     llm_reask: bool = True
     # Longer model answers are not handed to json-repair, whose cost grows faster than linearly.
@@ -114,6 +115,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("gemini_max_concurrency", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("rate_limit_default", "rate_limit_ai", "rate_limit_ai_per_key")
     @classmethod
@@ -213,6 +219,11 @@ class Settings(BaseSettings):
             return "disk"
         in_kubernetes = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) or KUBERNETES_SECRETS.exists()
         return "redis_only" if in_kubernetes else "redis"
+
+    @property
+    def gemini_bulkhead(self) -> int:
+        """GEMINI_MAX_CONCURRENCY, or three quarters of the worker's threads."""
+        return self.gemini_max_concurrency or max(1, self.web_threads * 3 // 4)
 
     @property
     def gemini_configured(self) -> bool:

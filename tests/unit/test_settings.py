@@ -24,6 +24,14 @@ def test_contract_defaults(monkeypatch):
     assert (s.max_audio_bytes, s.max_audio_seconds) == (10485760, 60)
     assert (s.log_level, s.log_format) == ("INFO", "json")
     assert s.effective_cache_mode == "disk"
+    assert s.gemini_bulkhead == 24
+
+
+def test_the_gemini_bulkhead_follows_the_threads_unless_set():
+    assert load_settings({"WEB_THREADS": 64}).gemini_bulkhead == 48
+    assert load_settings({"WEB_THREADS": 1}).gemini_bulkhead == 1
+    assert load_settings({"WEB_THREADS": 64, "GEMINI_MAX_CONCURRENCY": 64}).gemini_bulkhead == 64
+    assert load_settings({"GEMINI_MAX_CONCURRENCY": ""}).gemini_bulkhead == 24  # an empty line in .env: unset
 
 
 @pytest.mark.parametrize("name, value", [
