@@ -116,6 +116,8 @@ def _give_back(raw: str | None, now: float) -> tuple[str | None, None]:
 
 
 LUA = """
+-- Reading the clock before writing needs effects replication: the default since Redis 5, asked for before it.
+if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 -- Every quota needs a free slot: its entry at position limit-1 is missing or older than its window (one LINDEX).
