@@ -60,7 +60,7 @@ class ProviderPolicy:
         metrics.CACHE_OPERATIONS.labels("get", "stale" if entry is not None else "miss").inc()
         try:
             if self.breaker is not None:
-                self._refuse_if_known_open()
+                self._through_breaker(self.breaker.refuse_if_known_open)
             if self.flights is None:
                 value, _ = self._compute(key, call, deadline, token)
                 return Outcome(value, "MISS")
@@ -135,20 +135,14 @@ class ProviderPolicy:
             record_decision(self.provider, self.operation, "rejected", limit=self.bulkhead.limit)
             raise
 
-    def _refuse_if_known_open(self) -> None:
-        """Short-circuit before the single-flight lock while this process knows the breaker is open."""
-        try:
-            self.breaker.refuse_if_known_open()  # type: ignore[union-attr]
-        except ProviderError as exc:
-            record_decision(self.provider, self.operation, "short_circuited", retry_after=exc.retry_after)
-            raise
-
     def _permit(self):
         """A breaker permit, or PROVIDER_UNAVAILABLE (counted and logged) while it is open."""
-        if self.breaker is None:
-            return None
+        return self._through_breaker(self.breaker.acquire) if self.breaker is not None else None
+
+    def _through_breaker(self, ask: Callable[[], Any]) -> Any:
+        """Ask the breaker (for a permit, or whether this process knows it open); a refusal is a decision."""
         try:
-            return self.breaker.acquire()
+            return ask()
         except ProviderError as exc:
             record_decision(self.provider, self.operation, "short_circuited", retry_after=exc.retry_after)
             raise

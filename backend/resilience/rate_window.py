@@ -8,15 +8,12 @@ Redis cannot be reached, the local store given decides (its Python twin works on
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from dataclasses import dataclass
 
 from backend.resilience.store import Store, StoreUnavailable
 from backend.resilience.store_redis import RedisStore
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -90,11 +90,9 @@ class SingleFlight:
             self._renewer.hold(lock_key, token)
         try:
             value = compute()
-        except errors.ProviderError as exc:
-            self._publish_error(key, token, exc)  # before the release: a follower sees one or the other
-            self._release(lock_key, token)
-            raise
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, errors.ProviderError):
+                self._publish_error(key, token, exc)  # before the release: a follower sees one or the other
             self._release(lock_key, token)
             raise
         self._release(lock_key, token, done=True)
