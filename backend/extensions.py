@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
+from backend.llm.parse import ANALYSIS, EXPLANATION, SUBTOPICS
 from backend.observability.cost import GeminiPrices
 from backend.resilience.breaker import CircuitBreaker
 from backend.resilience.breaker_state import BreakerConfig
@@ -38,6 +39,11 @@ class Backend:
     analysis: AnalysisService
     content: ContentService
     speech: SpeechService
+
+    def warm_up(self) -> None:
+        """Prepare, without any provider call, what the first requests of a new worker would otherwise wait for."""
+        if self.gemini is not None:
+            self.gemini.warm_up(operation.model for operation in (ANALYSIS, SUBTOPICS, EXPLANATION))
 
     def close(self) -> None:
         """Release provider connections and thread pools (on worker exit)."""

@@ -80,7 +80,11 @@ def worker_exit(server, worker):
 
 
 def post_worker_init(worker):
-    """Say when a worker has built its app and takes requests (operators and tests wait on this line)."""
+    """Warm the worker's provider clients, then say that it takes requests (operators and tests wait on this
+    line)."""
+    backend = getattr(worker.wsgi, "extensions", {}).get("backend")
+    if backend is not None:
+        backend.warm_up()
     # The imported libraries and the app are some 130,000 objects that live as long as the worker: left to the
     # collector, every full collection walks them all (about 70 ms, measured, stalling every thread of the
     # worker). Frozen, they are never scanned again.
