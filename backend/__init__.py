@@ -38,6 +38,11 @@ def configure_flask(app: Flask, settings: Settings) -> None:
     # Above the multipart parser's read chunk (64 KiB), which it counts against this limit too.
     app.config["MAX_FORM_MEMORY_SIZE"] = 1024 * 1024
     app.config["MAX_FORM_PARTS"] = 32
+    # No redirect is ever built from the request's Host header: Werkzeug's slash merging and strict slashes
+    # answered `GET /api//health` with `Host: evil.example` by a redirect to http://evil.example/api/health.
+    # Set before any route is added (rules take the map's setting when bound).
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
     app.json.sort_keys = False
     app.json.compact = True
     app.testing = settings.app_env == "testing"
@@ -82,10 +87,13 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_rate_limits(app: Flask, ai_blueprint, exempt: list) -> None:
-    """Per-caller limits: RATE_LIMIT_AI on the AI endpoints, RATE_LIMIT_DEFAULT elsewhere, health exempt."""
+    """Per-caller limits: RATE_LIMIT_AI on the AI endpoints, RATE_LIMIT_DEFAULT elsewhere; health, the Prometheus
+    scrape and the OpenAPI document exempt; GET /api/metrics, which needs no key, METRICS_RATE_LIMIT per address."""
     from backend.http.rate_limits import init_rate_limits
 
-    init_rate_limits(app, app.extensions["backend"].settings, ai_blueprint=ai_blueprint, exempt=exempt)
+    settings = app.extensions["backend"].settings
+    init_rate_limits(app, settings, ai_blueprint=ai_blueprint, exempt=exempt,
+                     per_address={"monitoring.summary": settings.metrics_rate_limit})
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -41,8 +41,8 @@ def cache_clear(namespace: str | None) -> None:
     """Clear the cache for every worker and instance sharing it."""
     try:
         result = current_app.extensions["backend"].shared.cache.clear(namespace)
-    except StoreUnavailable:
-        raise click.ClickException("Redis is unreachable: the cache was not cleared") from None
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"{exc.summary}: the cache was not cleared") from None
     click.echo(f"cleared {result['namespace']}: {result['removed']}")
 
 
@@ -55,5 +55,8 @@ def breaker_reset(name: str | None) -> None:
     """Close a breaker (or all) for every worker and instance sharing its state."""
     for breaker_name, breaker in current_app.extensions["backend"].breakers.items():
         if name in (None, breaker_name):
-            breaker.reset()
+            try:
+                breaker.reset()
+            except StoreUnavailable as exc:
+                raise click.ClickException(f"{exc.summary}: {breaker_name} was not reset") from None
             click.echo(f"{breaker_name}: {breaker.state()['state']}")

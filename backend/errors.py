@@ -85,6 +85,30 @@ class ProviderTimeout(ProviderError):
     transient = True
 
 
+class ProviderInputTimeout(ProviderTimeout):
+    """The provider ran out of time on an input whose size accounts for the wait (long audio, a long text).
+
+    The caller's input, not a provider outage: not retried (another attempt would take as long and be paid again)
+    and not counted by the breaker, so a few long inputs cannot open it for everyone.
+    """
+
+    transient = False
+    counts_for_breaker = False
+
+
+def timeout_for_input(message: str, *, provider: str, limit: float, input_seconds: float) -> ProviderTimeout:
+    """The error for a call cut off after ``limit`` s, of which ``input_seconds`` were allowed for the input's size.
+
+    Blamed on the input when its allowance was at least the provider's own share of the limit: the provider then
+    had no more time of its own than the input took, and a short input's timeout stays the provider's.
+    """
+    if 0 < input_seconds >= limit - input_seconds:
+        return ProviderInputTimeout(f"{message}: this input needs about {input_seconds:.0f} s more than a short one",
+                                    provider=provider, details={"limit_seconds": round(limit, 1),
+                                                                "input_seconds": round(input_seconds, 1)})
+    return ProviderTimeout(message, provider=provider)
+
+
 class ProviderConnectionError(ProviderError):
     default_message = "Could not reach the AI provider"
     transient = True

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from backend.llm.parse import ANALYSIS, EXPLANATION, SUBTOPICS
 from backend.observability.cost import GeminiPrices
+from backend.providers.fetch import AudioFetcher
 from backend.resilience.breaker import CircuitBreaker
 from backend.resilience.breaker_state import BreakerConfig
 from backend.resilience.bulkhead import Bulkhead
@@ -39,6 +40,7 @@ class Backend:
     analysis: AnalysisService
     content: ContentService
     speech: SpeechService
+    audio_fetcher: AudioFetcher
 
     def warm_up(self) -> None:
         """Prepare, without any provider call, what the first requests of a new worker would otherwise wait for."""
@@ -90,6 +92,11 @@ def build_backend(settings: Settings) -> Backend:
 
     return Backend(
         settings=settings, shared=shared, breakers=breakers, gemini=gemini, azure=azure,
+        audio_fetcher=AudioFetcher(settings.allowed_audio_hosts, max_bytes=settings.max_audio_bytes,
+                                   max_concurrency=settings.audio_url_concurrency,
+                                   min_bytes_per_second=settings.audio_url_min_bytes_per_second,
+                                   allow_http=settings.audio_url_allow_http,
+                                   allow_private=settings.audio_url_allow_private),
         analysis=AnalysisService(gemini, policy("gemini", "analyze"), settings.gemini_model,
                                  reask=settings.llm_reask, max_repair_chars=settings.llm_max_repair_chars),
         content=ContentService(gemini, policy("gemini", "create_subtopics"), policy("gemini", "explanation"),
@@ -110,11 +117,10 @@ def build_breaker(name: str, settings: Settings, shared: SharedState) -> Circuit
         window_seconds=settings.circuit_breaker_window_seconds,
         recovery_timeout=settings.circuit_breaker_recovery_timeout,
         half_open_calls=settings.circuit_breaker_half_open_calls,
-        # A trial that never reports (its worker died) frees its permit once its deadline has surely passed.
-        trial_timeout=settings.request_deadline_seconds + 5)
-    slow = settings.circuit_breaker_timeout
-    if name == "azure_speech":
-        # The Speech SDK streams audio at about twice real time after its first 5 s, so a call on the longest
-        # allowed recording legitimately takes MAX_AUDIO_SECONDS / 2 longer than a short one.
-        slow += settings.max_audio_seconds / 2
-    return CircuitBreaker(name, config, local=shared.local, redis=shared.redis, slow_call_seconds=slow)
+        # A trial that never reports (its worker died) frees its permit once its deadline has surely passed,
+        # the longest input's included.
+        trial_timeout=settings.longest_request_seconds + 5)
+    # Slowness is judged net of what the input needs (ProviderPolicy.execute's input_seconds), so long audio or a
+    # long text does not need a wider threshold here.
+    return CircuitBreaker(name, config, local=shared.local, redis=shared.redis,
+                          slow_call_seconds=settings.circuit_breaker_timeout)

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     retry_after_cap_seconds: float = Field(10.0, ge=0)
     # Whole-request budget for upstream work (retries included); stays below gunicorn's worker timeout.
     request_deadline_seconds: float = Field(45.0, gt=0, le=300)
+    # Slow clients (backend/serving/worker.py): a request's line and headers must arrive within this many seconds,
+    # and a body may pause no longer; the whole body must arrive within BODY_TIMEOUT_SECONDS. Else: closed.
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(60.0, gt=0, le=3600)
 
     # Prices for cost accounting (estimates; set them to your contract's): USD per million Gemini tokens
     # (thinking tokens bill as output) and USD per hour of audio sent to Azure Speech.
@@ -93,6 +97,10 @@ class Settings(BaseSettings):
     rate_limit_default: str = "600/minute"
     rate_limit_ai: str = "60/minute"
     rate_limit_ai_per_key: str = "1200/minute"
+    # All users of one key together (an address, without a valid key) on the other routes, summed over them.
+    rate_limit_default_per_key: str = "6000/minute"
+    # GET /api/metrics per address (IPv6 by /64): unauthenticated, so bounded; /metrics and /health* stay exempt.
+    metrics_rate_limit: str = "60/minute"
 
     max_audio_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_audio_seconds: float = Field(60.0, gt=0, le=3600)
@@ -100,12 +108,18 @@ class Settings(BaseSettings):
     audio_url_allow_http: bool = False
     # Allow allow-listed hosts that resolve to private or loopback addresses (an internal media server).
     audio_url_allow_private: bool = False
+    # audio_url downloads in flight per worker process; beyond it, an immediate 503. Unset: a quarter of
+    # WEB_THREADS (8 of 32), so slow media hosts cannot take the threads health checks and other calls need.
+    audio_url_max_concurrency: int | None = Field(None, ge=1, le=1024)
+    # A download falling below this average rate (after a 5 s grace from the request) is cut with a 422; 0 = off.
+    audio_url_min_bytes_per_second: int = Field(32768, ge=0)
 
     # Origins allowed to call the API from a browser (comma-separated); empty = CORS off.
     cors_allowed_origins: str = ""
     # Reverse proxies in front of the service whose X-Forwarded-* headers are trusted (0 = none).
     trusted_proxies: int = Field(0, ge=0, le=5)
-    # Failed client authentications allowed per address per minute before it gets 429s.
+    # Failed client or admin authentications per address (IPv6 by /64) per minute; the one reaching it locks the
+    # address for a minute: 429 to every request needing a key, right keys included (backend/http/auth.py).
     auth_failure_limit_per_minute: int = Field(20, ge=1)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -116,12 +130,13 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("gemini_max_concurrency", mode="before")
+    @field_validator("gemini_max_concurrency", "audio_url_max_concurrency", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("rate_limit_default", "rate_limit_ai", "rate_limit_ai_per_key")
+    @field_validator("rate_limit_default", "rate_limit_ai", "rate_limit_ai_per_key", "rate_limit_default_per_key",
+                     "metrics_rate_limit")
     @classmethod
     def _valid_rate_limit(cls, value: str) -> str:
         try:
@@ -188,6 +203,14 @@ class Settings(BaseSettings):
                 raise ValueError("entries must be 'namespace=seconds', comma-separated")
         return value
 
+    @field_validator("audio_url_allowed_hosts")
+    @classmethod
+    def _valid_audio_hosts(cls, value: str) -> str:
+        from backend.providers.fetch_rules import parse_allowed_hosts  # the fetch owns the entry syntax
+
+        parse_allowed_hosts(_split(value))  # "host", "host:port" or "[ipv6]:port"; raises naming the bad entry
+        return value
+
     @cached_property
     def namespace_ttls(self) -> dict[str, float]:
         """TTL overrides per cache namespace."""
@@ -221,9 +244,21 @@ class Settings(BaseSettings):
         return "redis_only" if in_kubernetes else "redis"
 
     @property
+    def longest_request_seconds(self) -> float:
+        """The longest a request may wait upstream: the deadline plus what the longest allowed input adds to it
+        (providers' ``input_seconds``: the Speech SDK paces audio after its first 5 s at up to real time; a
+        5,000-character text gets 20-41 s, as its JSON escaping may double it). A test keeps the two in step."""
+        return self.request_deadline_seconds + max(self.max_audio_seconds - 5.0, 45.0)
+
+    @property
     def gemini_bulkhead(self) -> int:
         """GEMINI_MAX_CONCURRENCY, or three quarters of the worker's threads."""
         return self.gemini_max_concurrency or max(1, self.web_threads * 3 // 4)
+
+    @property
+    def audio_url_concurrency(self) -> int:
+        """AUDIO_URL_MAX_CONCURRENCY, or a quarter of the worker's threads."""
+        return self.audio_url_max_concurrency or max(1, self.web_threads // 4)
 
     @property
     def gemini_configured(self) -> bool:

@@ -1,4 +1,4 @@
-"""gunicorn settings: gthread workers (WEB_CONCURRENCY x WEB_THREADS) on PORT, JSON logs, clean worker exit."""
+"""gunicorn settings: bounded gthread workers (WEB_CONCURRENCY x WEB_THREADS) on PORT, JSON logs, clean worker exit."""
 import gc
 import glob
 import os
@@ -6,6 +6,7 @@ import tempfile
 
 from gunicorn import glogging
 
+from backend.serving.worker import BoundedThreadWorker
 from backend.settings import ConfigError, load_settings
 
 # Validated here too, so a bad variable stops the master with its name instead of crash-looping workers.
@@ -15,19 +16,23 @@ except ConfigError as exc:
     raise SystemExit(str(exc)) from None
 
 bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{_settings.port}"]
-worker_class = "gthread"
+# gthread, but a thread is given only to a request whose head has fully arrived, and every read from a client is
+# bounded (HEADER_TIMEOUT_SECONDS, BODY_TIMEOUT_SECONDS): slow clients cannot hold the threads (see the module).
+worker_class = BoundedThreadWorker.configured(header_timeout=_settings.header_timeout_seconds,
+                                              body_timeout=_settings.body_timeout_seconds)
 workers = _settings.web_concurrency
 threads = _settings.web_threads
-# A gthread worker accepts connections until it holds worker_connections (default 1000), then queues them for
-# its threads: under load one worker would hoard hundreds of connections while the others sit idle. Accepting
-# barely more than its threads leaves the rest to workers with free threads; the margin keeps a few idle
-# keep-alive connections (gunicorn allows worker_connections - threads of them).
-worker_connections = threads + max(4, threads // 8)
+# All connections of one worker: requests in threads, connections still sending their head (a socket and at most
+# 64 KiB each, no thread) and idle keep-alive ones (gunicorn keeps worker_connections - threads of them). A
+# worker stops accepting as soon as its threads are busy (the worker does that), so this only bounds sockets and
+# memory; gunicorn's default (1000) would let one process near a 1024 file-descriptor limit.
+worker_connections = threads + 256
 # For gthread workers this is a heartbeat timeout: a worker whose main loop stalls this long is restarted.
 # Requests are bounded by our own deadline (REQUEST_DEADLINE_SECONDS) and the audio_url download limits.
 timeout = max(60, int(_settings.request_deadline_seconds) + 15)
-# On SIGTERM, in-flight requests (already paid for upstream) may finish: deadline + an audio_url download + margin.
-graceful_timeout = int(_settings.request_deadline_seconds) + 25
+# On SIGTERM, in-flight requests (already paid for upstream) may finish: the deadline as the longest allowed input
+# extends it (a minute of audio adds ~55 s) + an audio_url download (20 s) + margin.
+graceful_timeout = int(_settings.longest_request_seconds) + 25
 keepalive = 5
 # Heartbeat files in memory, not on a possibly slow disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None

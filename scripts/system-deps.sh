@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages, installed only when missing: `runtime` (what the service needs), `test` (plus what the
-# tests need: redis-server, promtool from prometheus, chromium for the dashboard's browser test), or `bench`
+# tests need: redis-server, promtool from prometheus, chromium for the dashboard's browser test, nginx), or `bench`
 # (plus wrk, the load generator of the benchmarks).
 set -euo pipefail
 profile="${1:-runtime}"
@@ -17,6 +17,8 @@ if [ "$profile" = "test" ]; then
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   # Fonts: without any, headless pages render text as empty boxes in screenshots.
   [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
+  # nginx checks config/nginx/backend-ai.conf and runs it in front of gunicorn in the slow-client tests.
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing system packages: ${missing[*]}"

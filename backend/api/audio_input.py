@@ -9,7 +9,6 @@ from pydantic import BaseModel
 from backend.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from backend.http.validation import is_json_request, json_body, validate
 from backend.providers.audio import DecodedAudio, decode_audio
-from backend.providers.fetch import fetch_audio
 
 F = TypeVar("F", bound=BaseModel)
 U = TypeVar("U", bound=BaseModel)
@@ -17,12 +16,12 @@ U = TypeVar("U", bound=BaseModel)
 
 def audio_request(form_model: type[F], url_model: type[U]) -> tuple[DecodedAudio, F | U]:
     """Return the decoded audio and the validated fields of the request."""
-    settings = current_app.extensions["backend"].settings
+    backend = current_app.extensions["backend"]
+    settings = backend.settings
     if is_json_request():
         fields = json_body(url_model)
-        raw = fetch_audio(fields.audio_url, allowed_hosts=settings.allowed_audio_hosts,
-                          max_bytes=settings.max_audio_bytes, allow_http=settings.audio_url_allow_http,
-                          allow_private=settings.audio_url_allow_private)
+        # One fetcher per worker: its bulkhead bounds the downloads in flight in this process.
+        raw = backend.audio_fetcher.fetch(fields.audio_url)
     elif request.mimetype == "multipart/form-data":
         upload = request.files.get("audio")
         if upload is None:

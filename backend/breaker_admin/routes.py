@@ -1,15 +1,17 @@
 """See, reset and force open the breakers; each change reaches every worker and instance before it returns."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 from flask import Response, current_app
 from pydantic import BaseModel, ConfigDict
 
 from backend.breaker_admin import bp
+from backend.errors import ServiceUnavailable
 from backend.http.auth import require_admin_key
 from backend.http.envelope import ok
 from backend.http.validation import json_body, optional_json_body
+from backend.resilience.store import StoreUnavailable
 
 BreakerName = Literal["gemini", "azure_speech"]
 
@@ -46,7 +48,7 @@ def reset() -> Response:
     fields = optional_json_body(ResetRequest)
     for name, breaker in _breakers().items():
         if fields.name in (None, name):
-            breaker.reset()
+            _change(breaker.reset, name, "reset")
     return ok(states())
 
 
@@ -55,5 +57,15 @@ def reset() -> Response:
 def force_open() -> Response:
     """Hold one breaker open for maintenance until it is reset."""
     fields = json_body(OpenRequest)
-    _breakers()[fields.name].force_open()
+    _change(_breakers()[fields.name].force_open, fields.name, "forced open")
     return ok(states())
+
+
+def _change(change: Callable[[], None], name: str, what: str) -> None:
+    """Apply an operator's change, or answer 503 when the shared state cannot take it: a change that reached
+    this process alone would be neither effective everywhere nor kept once the store is back."""
+    try:
+        change()
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable(f"{exc.summary}: the {name} breaker was not {what} (retry when it is back)",
+                                 retry_after=5) from None

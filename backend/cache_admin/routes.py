@@ -33,6 +33,7 @@ def clear() -> Response:
     fields = optional_json_body(ClearRequest)
     try:
         return ok(current_app.extensions["backend"].shared.cache.clear(fields.namespace))
-    except StoreUnavailable:
-        raise ServiceUnavailable("Redis is unreachable: the cache was not cleared (retry when it is back)",
-                                     retry_after=5) from None
+    except StoreUnavailable as exc:
+        # Name the store that failed (Redis, or the cache disk), never its address.
+        raise ServiceUnavailable(f"{exc.summary}: the cache was not cleared "
+                                 "(retry when it is back)", retry_after=5) from None

@@ -18,6 +18,8 @@ def component_report(backend: Backend) -> dict[str, Any]:
                 if p["configured"] and p["breaker"] != "closed"]
     if cache["fallback_active"]:
         reasons.append("redis is unreachable: serving from the local fallback")
+    if cache["disk"] == "failing":
+        reasons.append("the cache disk is failing (full or unwritable): serving from memory")
     in_use = [p for p in providers.values() if p["configured"]]
     usable = [p for p in in_use if p["breaker"] not in ("open", "forced_open")]
     if in_use and not usable:

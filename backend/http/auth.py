@@ -1,17 +1,30 @@
-"""Client auth (X-API-Key or Bearer) and admin auth (X-Admin-Key), compared in constant time."""
+"""Client auth (X-API-Key or Bearer) and admin auth (X-Admin-Key), compared in constant time, and the lockout of
+an address that keeps presenting wrong keys."""
 from __future__ import annotations
 
 import functools
 import hashlib
 import hmac
+import logging
+import math
+import time
 from typing import Callable, TypeVar
 
 from flask import current_app, g, request
 
 from backend.errors import Forbidden, RateLimited, Unauthorized
+from backend.http.client_address import request_address
+from backend.observability import metrics
+from backend.observability.access_log import route_template
 from backend.resilience.store import StoreUnavailable
 
 F = TypeVar("F", bound=Callable)
+logger = logging.getLogger(__name__)
+
+# AUTH_FAILURE_LIMIT_PER_MINUTE counts failures over this window (from an address's first failure), and the failure
+# that reaches the limit locks the address for as long again.
+WINDOW_SECONDS = 60
+LOCKED = "Too many failed authentication attempts from this address"
 
 
 def _presented_client_key() -> str:
@@ -46,16 +59,57 @@ def _match_client_key() -> str | None:
     return match
 
 
-def _refuse_failed_authentication(error: Unauthorized) -> None:
-    """Count the failure for the caller's address; past the limit per minute the answer is 429, not 401, so
-    guessing keys is not free. Valid keys are never refused: this runs only for wrong ones."""
-    backend = current_app.extensions["backend"]
+def lock_key() -> str:
+    """Where the lock of the caller's address (IPv6 by /64) is kept in the control store."""
+    return f"authlock:{request_address()}"
+
+
+def refuse_locked(until: str) -> None:
+    """Refuse a request from a locked address (its lock's value says until when)."""
+    metrics.RATE_LIMITED.labels(route_template()).inc()
+    raise RateLimited(LOCKED, retry_after=_seconds_until(until))
+
+
+def _refuse_if_locked() -> None:
+    """Refuse every attempt from a locked address, the right key included: refusing only wrong keys let guessing
+    go on at full speed (a 429 says "wrong" as well as a 401 does) and served the right guess."""
+    if g.get("auth_lock_checked"):
+        return  # the AI rate-limit script already looked, in the same Redis round trip
+    control = current_app.extensions["backend"].shared.control
     try:
-        failures = backend.shared.control.incr(f"authfail:{request.remote_addr}", ttl=60)
+        until = control.get(lock_key())
+    except StoreUnavailable:
+        return  # nowhere to read the lock: the key is still checked, only without it
+    if until is not None:
+        refuse_locked(until)
+
+
+def _seconds_until(until: str) -> float:
+    """Whole seconds left of a lock (1 to the window; instances' clocks may differ a little)."""
+    try:
+        left = math.ceil(float(until) - time.time())
+    except ValueError:
+        left = WINDOW_SECONDS
+    return float(min(max(left, 1), WINDOW_SECONDS))
+
+
+def _refuse_failed_authentication(error: Unauthorized) -> None:
+    """Count the failure for the caller's address (IPv6 by /64); the one that reaches the limit locks the address
+    for the window. A success does not reset the count: a client key must not buy more admin-key guesses."""
+    backend = current_app.extensions["backend"]
+    control, limit, bucket = backend.shared.control, backend.settings.auth_failure_limit_per_minute, request_address()
+    try:
+        failures = control.incr(f"authfail:{bucket}", ttl=WINDOW_SECONDS)
+        if failures >= limit and control.add(lock_key(), str(time.time() + WINDOW_SECONDS),
+                                             ttl=WINDOW_SECONDS):
+            logger.warning("authentication locked for %ss after %s failures from %s", WINDOW_SECONDS, failures,
+                           bucket)
     except StoreUnavailable:
         raise error from None  # no shared counter reachable: still refuse the key, just without the limit
-    if failures > backend.settings.auth_failure_limit_per_minute:
-        raise RateLimited("Too many failed authentication attempts from this address", retry_after=60)
+    if failures > limit:
+        # Checked concurrently with the request that set the lock, before it existed.
+        metrics.RATE_LIMITED.labels(route_template()).inc()
+        raise RateLimited(LOCKED, retry_after=WINDOW_SECONDS)
     raise error
 
 
@@ -65,6 +119,7 @@ def require_client_key(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         if current_app.extensions["backend"].settings.client_keys:
+            _refuse_if_locked()
             client = identify_client()
             if client is None:
                 _refuse_failed_authentication(
@@ -85,6 +140,7 @@ def require_admin_key(view: F) -> F:
         expected = current_app.extensions["backend"].settings.admin_key_digest
         if not expected:
             raise Forbidden("Admin endpoints are disabled: set ADMIN_API_KEY")
+        _refuse_if_locked()
         presented = hashlib.sha256(request.headers.get("X-Admin-Key", "").encode()).hexdigest()
         if not hmac.compare_digest(presented, expected):
             _refuse_failed_authentication(Unauthorized("A valid admin key is required (X-Admin-Key)"))

@@ -1,9 +1,13 @@
 """Per-caller rate limits, exact across workers and instances through Redis (moving windows).
 
+The caller is a valid client key's name with the X-User-ID it names; without a valid key (none, a wrong one, or
+auth off) it is the address alone, IPv6 by /64: an unauthenticated X-User-ID is the caller's own invention, and
+keying on it let a rotating header escape every limit and mint a Redis key per request.
+
 The AI endpoints' two budgets (per caller, and per key) are taken together by one Lua script, one Redis round trip
-per request (backend.resilience.rate_window); flask-limiter, with its in-memory fallback, keeps RATE_LIMIT_DEFAULT
-on the other routes, where three round trips do not matter. Without Redis, or while it is down, limits are per
-process.
+per request (backend.resilience.rate_window), as is METRICS_RATE_LIMIT on GET /api/metrics; flask-limiter, with its
+in-memory fallback, keeps RATE_LIMIT_DEFAULT (per route) and RATE_LIMIT_DEFAULT_PER_KEY (over them) on the other
+routes, where a few round trips do not matter. Without Redis, or while it is down, limits are per process.
 """
 from __future__ import annotations
 
@@ -12,13 +16,14 @@ import re
 import time
 
 from flask import Blueprint, Flask, Response, current_app, g, request
-from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter import Limit, Limiter, RateLimitExceeded
 from limits import parse as parse_limit
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from backend.errors import RateLimited
-from backend.http.auth import identify_client
+from backend.http.auth import identify_client, lock_key, refuse_locked
+from backend.http.client_address import request_address
 from backend.http.envelope import fail
 from backend.observability import metrics
 from backend.observability.access_log import route_template
@@ -29,16 +34,29 @@ from backend.settings import Settings
 _USER_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,64}$")
 
 
+def _key_name() -> str | None:
+    """The valid client key's name, or None: no key, a wrong one, or auth off (every caller anonymous)."""
+    return identify_client() if current_app.extensions["backend"].settings.client_keys else None
+
+
+def address_key() -> str:
+    """The caller's address (IPv6 by its /64)."""
+    return f"addr:{request_address()}"
+
+
 def client_key() -> str:
-    """The calling client: its API key's name, or its address when it has no valid key (or auth is off)."""
-    client = identify_client() if current_app.extensions["backend"].settings.client_keys else None
-    return client if client is not None else f"addr:{request.remote_addr}"
+    """The calling client: its API key's name, or its address when it has no valid key."""
+    name = _key_name()
+    return f"key:{name}" if name is not None else address_key()
 
 
-def caller_key(client: str | None = None) -> str:
-    """The caller: the client, and X-User-ID within it."""
+def caller_key() -> str:
+    """The caller: a valid key and the X-User-ID within it; without a valid key, the address alone."""
+    name = _key_name()
+    if name is None:
+        return address_key()
     user = request.headers.get("X-User-ID", "")
-    return f"{client or client_key()}|{user if _USER_ID.match(user) else '-'}"
+    return f"key:{name}|{user if _USER_ID.match(user) else '-'}"
 
 
 def default_limit() -> str:
@@ -46,56 +64,89 @@ def default_limit() -> str:
     return current_app.extensions["backend"].settings.rate_limit_default
 
 
-def init_rate_limits(app: Flask, settings: Settings, *, ai_blueprint: Blueprint, exempt: list[Blueprint]) -> None:
-    """A limiter for this app, on Redis (fail-fast) when configured, else on this process's memory."""
+def default_limit_per_key() -> str:
+    """RATE_LIMIT_DEFAULT_PER_KEY."""
+    return current_app.extensions["backend"].settings.rate_limit_default_per_key
+
+
+def init_rate_limits(app: Flask, settings: Settings, *, ai_blueprint: Blueprint, exempt: list[Blueprint],
+                     per_address: dict[str, str] | None = None) -> None:
+    """A limiter for this app, on Redis (fail-fast) when configured, else on this process's memory; per_address
+    maps endpoints (of exempt blueprints) to a limit per address of their own."""
     redis_url = settings.redis_url.get_secret_value()
     options = {"socket_connect_timeout": 0.25, "socket_timeout": 0.25, "retry": Retry(NoBackoff(), 0),
                "health_check_interval": 0} if redis_url else {}
     # flask-limiter would put Retry-After on every limited response, overriding a breaker's own Retry-After
     # on a 503; our 429 envelope sets Retry-After itself, so the limiter's copy goes under another name.
     app.config["RATELIMIT_HEADER_RETRY_AFTER"] = "X-RateLimit-Retry-After"
-    limiter = Limiter(caller_key, app=app, default_limits=[default_limit], strategy="moving-window",
+    # The per-key cap comes first (flask-limiter stops at the first refusal): a request it refuses writes no
+    # per-user key, so invented X-User-IDs cannot mint more keys than the cap allows requests.
+    per_key = Limit(default_limit_per_key, key_function=client_key, scope="all-routes", shared=True)
+    limiter = Limiter(caller_key, app=app, default_limits=[per_key, default_limit], strategy="moving-window",
                       storage_uri=redis_url or "memory://", storage_options=options,
                       key_prefix=f"{settings.redis_key_prefix}ratelimit", headers_enabled=True,
                       in_memory_fallback_enabled=True, swallow_errors=True)
     for blueprint in [*exempt, ai_blueprint]:
         limiter.exempt(blueprint)
-    init_ai_limits(app, settings, ai_blueprint.name)
+    # Without Redis (or while it is down) each process counts for itself, as flask-limiter's fallback does: a
+    # shared disk would cost a contended SQLite write transaction on every request.
+    windows = MovingWindowLimiter(MemoryStore(), app.extensions["backend"].shared.redis)
+    init_ai_limits(app, settings, windows, ai_blueprint.name)
+    init_address_limits(app, windows, per_address or {})
+    app.after_request(_window_limit_headers)
     app.extensions["backend_limiter"] = limiter
     app.register_error_handler(RateLimitExceeded, _rate_limited)
 
 
-def init_ai_limits(app: Flask, settings: Settings, blueprint: str) -> None:
+def init_ai_limits(app: Flask, settings: Settings, limiter: MovingWindowLimiter, blueprint: str) -> None:
     """One budget per caller shared by every AI endpoint, and one for the whole key, so that inventing
     X-User-IDs does not multiply a leaked key's budget."""
-    # Without Redis (or while it is down) each process counts for itself, as flask-limiter's fallback does: a
-    # shared disk would cost a contended SQLite write transaction on every AI request.
-    limiter = MovingWindowLimiter(MemoryStore(), app.extensions["backend"].shared.redis)
     per_caller, per_key = parse_limit(settings.rate_limit_ai), parse_limit(settings.rate_limit_ai_per_key)
 
     @app.before_request
     def _check_ai_limits() -> None:
         if request.blueprint != blueprint:
             return
-        client = client_key()
-        verdict = limiter.hit([
-            Quota(f"ai:{caller_key(client)}", per_caller.amount, per_caller.get_expiry()),
-            Quota(f"ai-key:{client}", per_key.amount, per_key.get_expiry()),
-        ])
-        g.rate_limit = verdict
-        if not verdict.allowed:
-            metrics.RATE_LIMITED.labels(route_template()).inc()
-            raise RateLimited(f"Rate limit exceeded: {verdict.limit} per {verdict.window:g} seconds",
-                              retry_after=verdict.retry_after)
+        # The address's auth lock is read in the same round trip (a gate), not by a GET of its own on the hit path.
+        gates = (lock_key(),) if current_app.extensions["backend"].settings.client_keys else ()
+        _enforce(limiter, [
+            Quota(f"ai:{caller_key()}", per_caller.amount, per_caller.get_expiry()),
+            Quota(f"ai-key:{client_key()}", per_key.amount, per_key.get_expiry()),
+        ], gates)
 
-    @app.after_request
-    def _ai_limit_headers(response: Response) -> Response:
-        verdict: Verdict | None = g.get("rate_limit")
-        if verdict is not None:
-            response.headers["X-RateLimit-Limit"] = str(verdict.limit)
-            response.headers["X-RateLimit-Remaining"] = str(verdict.remaining)
-            response.headers["X-RateLimit-Reset"] = str(math.ceil(verdict.reset_at))
-        return response
+
+def init_address_limits(app: Flask, limiter: MovingWindowLimiter, limits: dict[str, str]) -> None:
+    """A limit per address on each of the given endpoints, whoever asks (they need no key)."""
+    parsed = {endpoint: parse_limit(limit) for endpoint, limit in limits.items()}
+
+    @app.before_request
+    def _check_address_limits() -> None:
+        limit = parsed.get(request.endpoint or "")
+        if limit is not None:
+            _enforce(limiter, [Quota(f"{request.endpoint}:{address_key()}", limit.amount, limit.get_expiry())])
+
+
+def _enforce(limiter: MovingWindowLimiter, quotas: list[Quota], gates: tuple[str, ...] = ()) -> None:
+    """Take the request's slots, or refuse it with a 429 saying when to retry."""
+    verdict = limiter.hit(quotas, gates)
+    if verdict.gate is not None:
+        refuse_locked(verdict.gate)
+    g.auth_lock_checked = bool(gates) and verdict.gates_checked
+    g.rate_limit = verdict
+    if not verdict.allowed:
+        metrics.RATE_LIMITED.labels(route_template()).inc()
+        raise RateLimited(f"Rate limit exceeded: {verdict.limit} per {verdict.window:g} seconds",
+                          retry_after=verdict.retry_after)
+
+
+def _window_limit_headers(response: Response) -> Response:
+    """X-RateLimit-* for the limits taken by the moving-window limiter (flask-limiter sets its own)."""
+    verdict: Verdict | None = g.get("rate_limit")
+    if verdict is not None:
+        response.headers["X-RateLimit-Limit"] = str(verdict.limit)
+        response.headers["X-RateLimit-Remaining"] = str(verdict.remaining)
+        response.headers["X-RateLimit-Reset"] = str(math.ceil(verdict.reset_at))
+    return response
 
 
 def _rate_limited(error: RateLimitExceeded) -> Response:

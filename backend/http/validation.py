@@ -5,6 +5,7 @@ from typing import Any, TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from backend.errors import PayloadTooLarge, ValidationFailed
 
@@ -28,12 +29,32 @@ def validate(model: type[M], data: Any) -> M:
         raise ValidationFailed("Request validation failed", details=field_errors(exc), status=422) from None
 
 
+def _capped_body() -> bytes:
+    """The raw body, reading at most MAX_JSON_BYTES.
+
+    The cap is on what is read, not on what is declared: a chunked body declares no length, and was once read
+    whole (10 MB) up to the audio upload limit. Flask applies a per-request max_content_length to the stream as
+    it is read, chunked or not; it stops at the limit without saying whether more was sent, so one byte more
+    than the cap is allowed in, and seeing it is what refuses the body.
+    """
+    too_large = PayloadTooLarge(f"JSON bodies are limited to {MAX_JSON_BYTES} bytes")
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise too_large
+    request.max_content_length = min(MAX_JSON_BYTES + 1, request.max_content_length or MAX_JSON_BYTES + 1)
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise too_large from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise too_large
+    return raw
+
+
 def json_body(model: type[M]) -> M:
     """Parse the request's JSON object body against a model (400 when it is not a JSON object)."""
-    if (request.content_length or 0) > MAX_JSON_BYTES:
-        raise PayloadTooLarge(f"JSON bodies are limited to {MAX_JSON_BYTES} bytes")
+    _capped_body()
     try:
-        data = request.get_json(silent=True)
+        data = request.get_json(silent=True)  # parses the body read above, from Flask's cache
     except RecursionError:  # absurdly nested JSON: the parser gives up, and so do we
         data = None
     if not isinstance(data, dict):
@@ -49,6 +70,6 @@ def is_json_request() -> bool:
 
 def optional_json_body(model: type[M]) -> M:
     """Like json_body, but an empty body means `{}` (admin calls whose fields are all optional)."""
-    if not request.content_length and not request.data:
+    if not _capped_body():
         return validate(model, {})
     return json_body(model)

@@ -1,4 +1,8 @@
-"""GET /metrics (Prometheus, all workers) and GET /api/metrics (JSON summary, all workers)."""
+"""GET /metrics (Prometheus, all workers) and GET /api/metrics (JSON summary, all workers).
+
+Both answer without a key. /metrics is for the scraper and exempt from rate limits; /api/metrics, which the dashboard
+polls, is limited per address by METRICS_RATE_LIMIT (backend.http.rate_limits), as it costs more to build.
+"""
 from __future__ import annotations
 
 from flask import Response, current_app

@@ -30,7 +30,7 @@ class LiveStateCollector(Collector):
         health = GaugeMetricFamily("service_health_status", "1 up, 0.5 degraded, 0 down", labels=["service"])
         health.add_metric(["api"], HEALTH_VALUES[report["status"]])
         cache = report["components"]["cache"]
-        health.add_metric(["cache"], 0.5 if cache["fallback_active"] else 1.0)
+        health.add_metric(["cache"], 0.5 if cache["fallback_active"] or cache["disk"] == "failing" else 1.0)
         if cache["redis_configured"]:
             health.add_metric(["redis"], 1.0 if cache["connected"] else 0.0)
         for name, provider in report["components"]["providers"].items():

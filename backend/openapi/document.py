@@ -19,6 +19,12 @@ AI_ERRORS = (400, 401, 413, 415, 422, 429, 502, 503, 504)
 ADMIN_ERRORS = (400, 401, 403, 422, 429, 503)
 
 
+# Model output is returned as the model wrote it: a scripted `<script>` in feedback comes back verbatim.
+UNTRUSTED_TEXT = ("Every text field of an answer (feedback, corrections, explanations, transcripts) is untrusted "
+                  "text written by a model or derived from the learner's input: render it as text, never as HTML "
+                  "or markup, and never execute it.")
+
+
 @lru_cache(maxsize=1)
 def build_document() -> dict[str, Any]:
     """The whole document (built once per process: it depends only on code)."""
@@ -32,7 +38,7 @@ def build_document() -> dict[str, Any]:
         return {"$ref": REF.format(model=model.__name__)}
 
     def ai(summary: str, body: dict[str, Any], result: type[BaseModel]) -> dict[str, Any]:
-        return {"post": {"summary": summary, "security": CLIENT, "requestBody": body,
+        return {"post": {"summary": summary, "description": UNTRUSTED_TEXT, "security": CLIENT, "requestBody": body,
                          "responses": {"200": envelope(ref(result), "The result; X-Cache says HIT, MISS or STALE"),
                                        **error_responses(AI_ERRORS)}}}
 
@@ -72,7 +78,7 @@ def build_document() -> dict[str, Any]:
         "/metrics": {"get": {"summary": "Prometheus metrics of every worker", "responses": {"200": {
             "description": "Prometheus text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/api/metrics": {"get": {"summary": "JSON summary of routes, cache, breakers and cost",
-                                 "responses": {"200": envelope(open_object())}}},
+                                 "responses": {"200": envelope(open_object()), **error_responses((429,))}}},
         "/api/cache/stats": admin("get", "Cache statistics"),
         "/api/cache/clear": admin("post", "Clear the cache (one namespace or all)", ClearRequest),
         "/api/circuit-breaker/state": admin("get", "Breaker states"),
@@ -86,7 +92,7 @@ def build_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Backend-AI", "version": "1.0.0",
                  "description": "AI backend of a language-learning app: transcripts, pronunciation scores, "
-                                "writing feedback and lesson content."},
+                                "writing feedback and lesson content. " + UNTRUSTED_TEXT},
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": {
             "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

@@ -10,8 +10,10 @@ SDK behaviour this relies on (azure-cognitiveservices-speech 1.53, observed agai
   waiting on ``stop_continuous_recognition_async()`` of an ended session makes that worse, so a stop is only
   requested, and only for a session still running;
 - a callback still connected when the recognizer is released can abort the interpreter at exit;
-- beyond the first ~5 s the SDK streams audio at twice real time, so long audio needs a deadline of at least
-  about (seconds - 5) / 2 plus the service's own time.
+- the SDK sends the first ~5 s of audio at once and paces the rest: at twice real time up to about 30 s of audio,
+  then at about real time (measured against the fake: 16 s of audio took 5.7 s, 32 s 13.5 s, 45 s 25.7 s,
+  60 s 40.8 s). So a call's time limit grows by one second per second of audio beyond the first 5 s (see
+  ``input_seconds``); the time-out of a call whose audio accounts for half its limit or more is the input's.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ from backend.providers import azure_results
 PROVIDER = "azure_speech"
 log = logging.getLogger(__name__)
 MAX_ASSESSMENT_SECONDS = 30.0  # the service refuses to assess longer audio
+UNPACED_AUDIO_SECONDS = 5.0  # the SDK sends this much audio without pacing it
+SECONDS_PER_AUDIO_SECOND = 1.0  # time allowed per further second of audio: the SDK never paced slower than this
 CANCELED_GRACE_SECONDS = 0.5  # after its own service timeout the SDK reports the stop before the cancellation
 
 
@@ -41,8 +45,10 @@ def _speech_sdk():
 class _PendingCall:
     """Hands a worker's outcome to the caller, who stops waiting at the deadline."""
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float, limit: float, input_seconds: float):
         self.deadline = deadline
+        self.limit = limit  # the call's whole time limit, of which input_seconds are for the audio's length
+        self.input_seconds = input_seconds
         self.finished = threading.Event()
         self.value: dict[str, Any] | None = None
         self.error: BaseException | None = None
@@ -82,11 +88,13 @@ class _RecognitionEvents:
 class AzureSpeechClient:
     """Speech-to-text and pronunciation assessment; every SDK call runs on a worker with a deadline."""
 
-    def __init__(self, *, key: str, region: str | None, host: str | None, timeout_seconds: float, max_concurrency: int):
+    def __init__(self, *, key: str, region: str | None, host: str | None, timeout_seconds: float, max_concurrency: int,
+                 seconds_per_audio_second: float = SECONDS_PER_AUDIO_SECOND):
         self._key = key
         self._region = region
         self._host = host
-        self._timeout_seconds = timeout_seconds
+        self._timeout_seconds = timeout_seconds  # the limit of a call on short audio
+        self._seconds_per_audio_second = seconds_per_audio_second
         self._pool = ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="azure-speech")
         self._closed = False
 
@@ -117,6 +125,10 @@ class AzureSpeechClient:
 
         return self._run(pcm16, sample_rate, language, reference_text, summarise, timeout)
 
+    def input_seconds(self, audio_seconds: float) -> float:
+        """The time a recording needs beyond a short one's: the SDK paces audio after its first few seconds."""
+        return max(0.0, audio_seconds - UNPACED_AUDIO_SECONDS) * self._seconds_per_audio_second
+
     def close(self) -> None:
         """Stop accepting calls; workers still releasing SDK objects finish in the background."""
         self._closed = True
@@ -127,14 +139,17 @@ class AzureSpeechClient:
             raise errors.ProviderUnavailable("the Azure Speech client is closed", provider=PROVIDER)
         if not self._key or not (self._host or self._region):
             raise errors.ProviderNotConfigured("Azure Speech needs a key and a region or host", provider=PROVIDER)
-        limit = self._timeout_seconds if timeout is None else min(timeout, self._timeout_seconds)
-        call = _PendingCall(time.monotonic() + limit)
+        # The limit grows with the audio: a minute of audio needs ~40 s just to be streamed (see the module).
+        input_seconds = self.input_seconds(len(pcm16) / 2 / sample_rate)
+        limit = self._timeout_seconds + input_seconds
+        limit = limit if timeout is None else min(timeout, limit)
+        call = _PendingCall(time.monotonic() + limit, limit, input_seconds)
         try:
             self._pool.submit(self._recognize, call, pcm16, sample_rate, language, reference_text, summarise)
         except RuntimeError as exc:  # the pool was shut down between the check and the submit
             raise errors.ProviderUnavailable("the Azure Speech client is closed", provider=PROVIDER) from exc
         if not call.finished.wait(max(0.0, call.remaining())):
-            raise _timeout()
+            raise _timeout(call)
         if call.error is not None:
             raise call.error
         return call.value
@@ -142,7 +157,7 @@ class AzureSpeechClient:
     def _recognize(self, call: _PendingCall, pcm16, sample_rate, language, reference_text, summarise) -> None:
         """Worker body: one continuous recognition; publishes the outcome, then releases the SDK objects here."""
         if call.remaining() <= 0:  # waited in the queue past the deadline; the caller has already given up
-            return call.fail(_timeout())
+            return call.fail(_timeout(call))
         recognizer = None
         events = _RecognitionEvents()
         try:
@@ -155,7 +170,7 @@ class AzureSpeechClient:
             recognizer.session_stopped.connect(events.on_stopped)
             recognizer.start_continuous_recognition_async().get()
             if not events.stopped.wait(max(0.0, call.remaining())):
-                return call.fail(_timeout())
+                return call.fail(_timeout(call))
             # A finished stream is reported as a cancellation too; wait briefly for it so a late error is not lost.
             events.canceled_seen.wait(max(0.0, min(CANCELED_GRACE_SECONDS, call.remaining())))
             _raise_for_cancellation(speechsdk, events.canceled)
@@ -264,8 +279,10 @@ def _detached(exc: BaseException) -> BaseException:
     return exc
 
 
-def _timeout() -> errors.ProviderTimeout:
-    return errors.ProviderTimeout("Azure Speech did not answer in time", provider=PROVIDER)
+def _timeout(call: _PendingCall) -> errors.ProviderTimeout:
+    """Azure's time-out, or the input's when the audio's length accounts for half the call's limit or more."""
+    return errors.timeout_for_input(f"Azure Speech did not answer within {call.limit:.1f} s", provider=PROVIDER,
+                                    limit=call.limit, input_seconds=call.input_seconds)
 
 
 def _check_pcm(pcm16: bytes, sample_rate: int) -> None:

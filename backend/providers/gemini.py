@@ -14,13 +14,19 @@ from google.genai import types
 from pydantic import BaseModel
 
 from backend.errors import (ProviderAuthError, ProviderBadResponse, ProviderConnectionError, ProviderError,
-                            ProviderRateLimited, ProviderRejected, ProviderServerError, ProviderTimeout)
+                            ProviderRateLimited, ProviderRejected, ProviderServerError, ProviderTimeout,
+                            timeout_for_input)
 from backend.observability.cost import GeminiPrices, charge
 
 PROVIDER = "gemini"
 logger = logging.getLogger(__name__)
 # Finish reasons that mean the model refused to produce (or we must not use) the text.
 _BLOCKING_FINISH = {"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY"}
+# Time allowed per 1,000 prompt characters on top of GEMINI_TIMEOUT_SECONDS: the answer grows with the text (every
+# error is listed), and at ~200 output tokens/s (an estimate, not a measurement of the real service) the largest
+# answer plus thinking (4,096 + 1,024 tokens) takes ~27 s. A 5,000-character text thus gets 20 s more, and is
+# judged slow by the breaker only past 30 s (CIRCUIT_BREAKER_TIMEOUT 10 + 20).
+INPUT_SECONDS_PER_1K_CHARS = 4.0
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,10 @@ class GeminiClient:
     """A thin adapter: builds the request, makes one call (no SDK retries), maps failures."""
 
     def __init__(self, *, api_key: str, model: str, base_url: str = "", timeout_seconds: float = 20.0,
-                 max_output_tokens: int = 4096, thinking_budget: int = -1, prices: GeminiPrices | None = None):
+                 max_output_tokens: int = 4096, thinking_budget: int = -1, prices: GeminiPrices | None = None,
+                 input_seconds_per_1k_chars: float = INPUT_SECONDS_PER_1K_CHARS):
         self.model = model
+        self._input_seconds_per_1k_chars = input_seconds_per_1k_chars
         self._prices = prices or GeminiPrices(0.0, 0.0)
         self._api_key = api_key
         self._base_url = base_url
@@ -71,17 +79,24 @@ class GeminiClient:
         for schema in schemas:
             self._config("", schema, self._timeout_seconds)
 
+    def input_seconds(self, prompt: str) -> float:
+        """The time a prompt's answer needs beyond a short one's: long texts get long answers."""
+        return len(prompt) / 1000 * self._input_seconds_per_1k_chars
+
     def generate_json(self, *, system: str, prompt: str, schema: type[BaseModel],
                       timeout: float | None = None) -> GeminiAnswer:
         """Ask for JSON matching ``schema``; raise a ProviderError subclass on any failure."""
-        seconds = min(timeout, self._timeout_seconds) if timeout is not None else self._timeout_seconds
+        input_seconds = self.input_seconds(prompt)
+        limit = self._timeout_seconds + input_seconds
+        seconds = min(timeout, limit) if timeout is not None else limit
         config = self._config(system, schema, seconds)
         try:
             response = self._sdk().models.generate_content(model=self.model, contents=prompt, config=config)
         except genai_errors.APIError as exc:
             raise map_api_error(exc) from exc
         except httpx2.TimeoutException as exc:
-            raise ProviderTimeout(f"Gemini did not answer within {seconds:g}s", provider=PROVIDER) from exc
+            raise timeout_for_input(f"Gemini did not answer within {seconds:.1f} s", provider=PROVIDER, limit=seconds,
+                                    input_seconds=input_seconds) from exc
         except httpx2.TransportError as exc:
             raise ProviderConnectionError(f"Could not reach Gemini ({type(exc).__name__})", provider=PROVIDER) from exc
         except Exception as exc:  # the SDK's own parsing/validation failures must not escape as 500s
@@ -101,10 +116,10 @@ class GeminiClient:
             thinking_config=(types.ThinkingConfig(thinking_budget=self._thinking_budget)
                              if self._thinking_budget >= 0 else None),
             temperature=0.2,
-            # A per-call timeout only when the deadline leaves less than the client's own (merging options per
-            # call costs the SDK about half a millisecond).
+            # A per-call timeout only when it differs from the client's own: the deadline leaves less, or a long
+            # input allows more (merging options per call costs the SDK about half a millisecond).
             http_options=(types.HttpOptions(timeout=max(1, int(seconds * 1000)))
-                          if seconds < self._timeout_seconds else None),
+                          if seconds != self._timeout_seconds else None),
         )
 
     def close(self) -> None:

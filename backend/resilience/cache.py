@@ -40,8 +40,8 @@ class TieredCache:
     A clear bumps a generation counter in the control store (Redis, or the host's disk). Every process re-reads
     the generation at most ``generation_refresh`` seconds after its last read, and a clear returns only once
     that long has passed after the bump: no worker serves a pre-clear entry once the clear returns, and a hit
-    costs no round trip for the generation. With Redis configured, a clear that cannot reach it is refused
-    rather than applied to this host alone.
+    costs no round trip for the generation. A clear that cannot reach the store every sharer reads (``shared``:
+    Redis when configured, else the host's disk) is refused rather than applied to this host or process alone.
     """
 
     def __init__(self, mode: str, tiers: list[Tier], control: Store, *, default_ttl: float,
@@ -50,7 +50,8 @@ class TieredCache:
         self.mode = mode
         self.tiers = tiers
         self.control = control
-        # Redis, when configured: generations live there; its last answers are remembered for its outages.
+        # Redis when configured, else the host's disk: generations live there; its last answers are remembered for
+        # its outages.
         self.shared = shared
         self._remembered: dict[str, str] = {}
         # Generations read recently: {namespace: (token, monotonic time of the read)}; memory mode shares nothing.
@@ -68,8 +69,8 @@ class TieredCache:
         """The current generation token of a namespace (global and namespace counters), read at most every
         ``generation_refresh`` seconds.
 
-        While Redis is down the local fallback's counters mean nothing to entries written under Redis's, so the
-        last token Redis gave is used: the cache keeps hitting through the outage.
+        While the shared store (Redis, or the host's disk) is down the fallback's counters mean nothing to entries
+        written under its own, so the last token it gave is used: the cache keeps hitting through the outage.
         """
         recent = self._recent.get(namespace)
         now = time.monotonic()
@@ -144,8 +145,9 @@ class TieredCache:
     def clear(self, namespace: str | None = None) -> dict[str, Any]:
         """Invalidate a namespace (or everything) for every worker and instance, then free the space.
 
-        With Redis configured the generation is bumped there or not at all (StoreUnavailable): a clear that
-        only this host saw would come undone when Redis returned.
+        The generation is bumped in the shared store (Redis, else the host's disk) or not at all
+        (StoreUnavailable, naming the store): a clear that only this host (or process) saw would come undone when
+        the store returned.
         """
         (self.shared or self.control).incr(f"gen:{namespace or ALL}")
         self._recent.clear()

@@ -69,7 +69,10 @@ class StoreTier:
         return self.store.get(self.prefix + key)
 
     def set(self, key: str, raw: str, ttl: float) -> None:
-        self.store.set(self.prefix + key, raw, ttl)
+        # A store short of room (Redis near its maxmemory) keeps it for control state: the entry stays in the
+        # faster tiers instead of pushing locks, breakers and rate limits out of Redis.
+        if self.store.has_room():
+            self.store.set(self.prefix + key, raw, ttl)
 
     def delete_prefix(self, prefix: str) -> int:
         return self.store.delete_prefix(self.prefix + prefix)

@@ -1,11 +1,13 @@
-"""The one way every upstream call is made: cache -> single-flight -> bulkhead -> breaker -> retry(timeout(call))."""
+"""The one way every upstream call is made: cache -> bulkhead -> single-flight -> breaker -> retry(timeout(call))."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from backend.errors import AppError, ProviderError, ProviderNotConfigured, ProviderRejected, ProviderTimeout
+from backend.errors import (AppError, ProviderError, ProviderInputTimeout, ProviderNotConfigured, ProviderRejected,
+                            ProviderTimeout)
 from backend.observability import cost, metrics
 from backend.observability.decisions import record_decision
 from backend.resilience.breaker import CircuitBreaker
@@ -30,6 +32,17 @@ class Outcome:
         return self.cache != "MISS"
 
 
+@dataclass(frozen=True)
+class _SizedCall:
+    """An upstream call and the time its input legitimately needs beyond a small input's."""
+
+    call: Call
+    input_seconds: float
+
+    def __call__(self, remaining: float) -> Any:
+        return self.call(remaining)
+
+
 class ProviderPolicy:
     """Runs one provider operation; assembled once per operation in create_app."""
 
@@ -46,9 +59,14 @@ class ProviderPolicy:
         self.retry = retry or RetryPolicy(1)
         self.partial_ttl = partial_ttl
 
-    def execute(self, key: str, call: Call) -> Outcome:
-        """Return the value for ``key``: a fresh cache hit, else one upstream call per flight, else stale."""
-        deadline = time.monotonic() + self.deadline_seconds
+    def execute(self, key: str, call: Call, *, input_seconds: float = 0.0) -> Outcome:
+        """Return the value for ``key``: a fresh cache hit, else one upstream call per flight, else stale.
+
+        ``input_seconds`` is the time this input legitimately needs beyond a small one's (long audio, a long text):
+        it extends the deadline, and the breaker judges the call's slowness net of it.
+        """
+        deadline = time.monotonic() + self.deadline_seconds + input_seconds
+        call = _SizedCall(call, input_seconds)
         # One generation for the whole request: what is computed across a clear is stored under the old one.
         token = self.cache.token_for(key) if self.cache is not None else None
         entry = self.cache.lookup(key, token=token) if self.cache is not None else None
@@ -61,11 +79,12 @@ class ProviderPolicy:
         try:
             if self.breaker is not None:
                 self._through_breaker(self.breaker.refuse_if_known_open)
-            if self.flights is None:
-                value, _ = self._compute(key, call, deadline, token)
-                return Outcome(value, "MISS")
-            (value, spent), led = self.flights.run(key, lambda: self._compute(key, call, deadline, token),
-                                                   lambda: self._fresh_value(key, token), deadline)
+            with self._bulkhead_slot():
+                if self.flights is None:
+                    value, _ = self._compute(key, call, deadline, token)
+                    return Outcome(value, "MISS")
+                (value, spent), led = self.flights.run(key, lambda: self._compute(key, call, deadline, token),
+                                                       lambda: self._fresh_value(key, token), deadline)
         except ProviderError as exc:
             metrics.AI_ERRORS.labels(self.operation, type(exc).__name__).inc()
             if entry is not None and _stale_may_answer(exc):
@@ -95,45 +114,68 @@ class ProviderPolicy:
         return value, book.cost_usd
 
     def _guarded(self, call: Call, deadline: float) -> Any:
-        """Through the bulkhead and the breaker, with retries; a half-open trial gets exactly one attempt.
+        """Through the breaker, with retries; a half-open trial gets exactly one attempt.
 
-        The bulkhead comes first so that a refusal there never strands a half-open trial permit.
+        The caller already holds a bulkhead slot, so a refusal there never strands a half-open trial permit.
         """
-        self._enter_bulkhead()
-        try:
-            permit = self._permit()
-            attempt_seconds: list[float] = []
+        input_seconds = call.input_seconds if isinstance(call, _SizedCall) else 0.0
+        permit = self._permit()
+        attempt_seconds: list[float] = []
 
-            def timed(remaining: float) -> Any:
-                started = time.monotonic()
-                try:
-                    return call(remaining)
-                finally:
-                    attempt_seconds.append(time.monotonic() - started)
-
+        def timed(remaining: float) -> Any:
+            started = time.monotonic()
             try:
-                value = self.retry.call(timed, deadline, provider=self.provider, operation=self.operation,
-                                        attempts=1 if permit is not None and permit.trial else None)
-            except BaseException as exc:
-                if permit is not None:
-                    self.breaker.record(permit, failed=_counts_as_failure(exc))  # type: ignore[union-attr]
+                return call(remaining)
+            except ProviderError as exc:
+                if exc.transient and remaining - (time.monotonic() - started) < input_seconds:
+                    exc.transient = False  # another attempt on this input could not finish in the time left
                 raise
-            if permit is not None:
-                # Slowness is judged on the attempt that answered, not on the back-off before it.
-                self.breaker.record(permit, failed=False, seconds=attempt_seconds[-1])  # type: ignore[union-attr]
-            return value
-        finally:
-            if self.bulkhead is not None:
-                self.bulkhead.release()
+            finally:
+                attempt_seconds.append(time.monotonic() - started)
 
-    def _enter_bulkhead(self) -> None:
+        # Slowness is judged on the last attempt, not on the back-off before it, and net of what its input needs.
+        try:
+            value = self.retry.call(timed, deadline, provider=self.provider, operation=self.operation,
+                                    attempts=1 if permit is not None and permit.trial else None,
+                                    input_seconds=input_seconds)
+        except BaseException as exc:
+            if permit is not None:
+                self._record_failure(permit, exc, attempt_seconds[-1] - input_seconds if attempt_seconds else None)
+            raise
+        if permit is not None:
+            self.breaker.record(permit, failed=False, seconds=attempt_seconds[-1] - input_seconds)  # type: ignore
+        return value
+
+    def _record_failure(self, permit: Any, exc: BaseException, seconds: float | None) -> None:
+        """Tell the breaker how a failed call ended; one that says nothing of the provider is not judged."""
+        if _proves_nothing(exc):
+            # Ignored, as resilience4j ignores exception types: neither a failure nor a success. A half-open trial
+            # permit goes back unjudged and the next caller becomes the trial: as a failure, a long input would hold
+            # the breaker open for everyone; as a success, it would close the breaker on a call that proved nothing.
+            self.breaker.release(permit)  # type: ignore[union-attr]
+            return
+        self.breaker.record(permit, failed=_counts_as_failure(exc), seconds=seconds)  # type: ignore[union-attr]
+
+    @contextmanager
+    def _bulkhead_slot(self) -> Iterator[None]:
+        """Hold a bulkhead slot while this thread waits on the provider, whether it leads the flight or joins one.
+
+        A follower ties up a thread as surely as the caller it waits for: when followers went around the
+        bulkhead, twelve identical slow requests took every thread of a worker (health 6.5 s) where twelve
+        distinct ones got six fast 503s. A thread that waits for another process's flight holds a slot too.
+        """
         if self.bulkhead is None:
+            yield
             return
         try:
             self.bulkhead.acquire()
         except ProviderError:
             record_decision(self.provider, self.operation, "rejected", limit=self.bulkhead.limit)
             raise
+        try:
+            yield
+        finally:
+            self.bulkhead.release()
 
     def _permit(self):
         """A breaker permit, or PROVIDER_UNAVAILABLE (counted and logged) while it is open."""
@@ -158,6 +200,14 @@ def _counts_as_failure(exc: BaseException) -> bool:
     if isinstance(exc, ProviderError):
         return exc.counts_for_breaker
     return not (isinstance(exc, AppError) and exc.status < 500)
+
+
+def _proves_nothing(exc: BaseException) -> bool:
+    """An outcome that tells nothing of the provider's health: a time-out the input's length accounts for, or the
+    caller's own bad input refused on our side (a provider's own refusal does show that it answers)."""
+    if isinstance(exc, ProviderInputTimeout):
+        return True
+    return isinstance(exc, AppError) and not isinstance(exc, ProviderError) and exc.status < 500
 
 
 def _stale_may_answer(exc: ProviderError) -> bool:

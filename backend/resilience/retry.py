@@ -7,10 +7,9 @@ from typing import Any, Callable
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_any
 
-from backend.errors import ProviderError, ProviderTimeout
+from backend.errors import ProviderError, ProviderInputTimeout, ProviderTimeout
 from backend.observability import metrics
 from backend.observability.decisions import record_decision
-
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -34,8 +33,12 @@ class RetryPolicy:
         return random.uniform(0, min(self.cap, self.base * 2 ** (state.attempt_number - 1)))
 
     def call(self, attempt: Callable[[float], Any], deadline: float, *, provider: str, operation: str,
-             attempts: int | None = None) -> Any:
-        """Run attempt(seconds_left) until it succeeds, fails for good, or the next wait would pass the deadline."""
+             attempts: int | None = None, input_seconds: float = 0.0) -> Any:
+        """Run attempt(seconds_left) until it succeeds, fails for good, or the next wait would pass the deadline.
+
+        ``input_seconds`` is what this input needs beyond a short one: an attempt with less time left than that is
+        not made (nor counted as an upstream call), since it could only time out after being paid for.
+        """
 
         def no_time_for_next(state: RetryCallState) -> bool:
             # tenacity computes the upcoming sleep before asking stop: never sleep past the deadline.
@@ -50,6 +53,11 @@ class RetryPolicy:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ProviderTimeout("The request deadline passed", provider=provider)
+            if remaining < input_seconds:
+                raise ProviderInputTimeout(
+                    f"Not attempted: this input needs about {input_seconds:.0f} s more than a short one, and only "
+                    f"{remaining:.1f} s of the request's deadline are left", provider=provider,
+                    details={"input_seconds": round(input_seconds, 1), "remaining_seconds": round(remaining, 1)})
             try:
                 value = attempt(remaining)
             except ProviderError as exc:

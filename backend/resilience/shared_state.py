@@ -9,7 +9,7 @@ from backend.resilience.cache import TieredCache
 from backend.resilience.cache_tiers import MemoryTier, StoreTier
 from backend.resilience.singleflight import SingleFlight
 from backend.resilience.store import FailoverStore, MemoryStore, Store
-from backend.resilience.store_disk import DiskStore, private_directory
+from backend.resilience.store_disk import open_disk_store, private_directory, unopened_disk
 from backend.resilience.store_redis import RedisStore
 from backend.settings import Settings
 
@@ -26,15 +26,25 @@ class SharedState:
     cache: TieredCache
     flights: SingleFlight
     redis: RedisStore | None
-    disk: DiskStore | None
+    disk: Store | None  # the disk tier (cached answers), when the mode has one
+    disk_state: Store | None = None  # the host's control state on disk, when the mode has one
 
     def health(self) -> dict[str, Any]:
-        """Mode, the backend serving now, and whether Redis answers (probing it at most once per interval)."""
+        """Mode, the backend serving now, whether Redis answers (probing it at most once per interval) and whether
+        the cache disk takes writes (likewise)."""
         connected = self.redis.ping() if self.redis is not None else True
-        backend = "redis" if self.redis is not None and connected else ("disk" if self.disk else "memory")
+        disk_ok = self.disk_ok()
+        backend = ("redis" if self.redis is not None and connected
+                   else "disk" if disk_ok else "memory")
         return {"mode": self.mode, "backend": backend, "connected": connected,
                 "fallback_active": self.redis is not None and not connected,
-                "redis_configured": self.redis is not None}
+                "redis_configured": self.redis is not None,
+                "disk": None if disk_ok is None else ("ok" if disk_ok else "failing")}
+
+    def disk_ok(self) -> bool | None:
+        """Whether both disk stores take writes (None without a disk)."""
+        stores = [store for store in (self.disk, self.disk_state) if store is not None]
+        return all(store.probe() for store in stores) if stores else None
 
     def local_store_answers(self) -> bool:
         """Whether this host's (or process's) store can be read: the last line of defence for shared state."""
@@ -56,18 +66,29 @@ class SharedState:
                 store.close()
 
 
+def _open_disk(settings: Settings) -> tuple[Store, Store]:
+    """The disk tier and the host's state store; where the disk cannot be used, stores that refuse (and say why)."""
+    try:
+        private_directory(settings.cache_dir)
+    except OSError as exc:
+        unusable = unopened_disk(settings.cache_dir, exc)
+        return unusable, unusable
+    # Two directories: cached answers are evicted by size; locks, counters, generations and breaker state are not.
+    return (open_disk_store(settings.cache_dir / "data", size_limit=settings.cache_disk_max_bytes),
+            open_disk_store(settings.cache_dir / "state", size_limit=None))
+
+
 def build_shared_state(settings: Settings) -> SharedState:
     """memory: this process only; disk: the host's workers; redis: every instance, disk when Redis is down;
-    redis_only: every instance, this process's memory when Redis is down (no disk, as in Kubernetes)."""
+    redis_only: every instance, this process's memory when Redis is down (no disk, as in Kubernetes).
+
+    The disk is optional: while it cannot be opened or written (full, unwritable), this process's memory stands in
+    for it and health says degraded; the service never refuses to start for it."""
     mode = settings.effective_cache_mode
     redis = (RedisStore(settings.redis_url.get_secret_value(), prefix=settings.redis_key_prefix)
              if mode in ("redis", "redis_only") else None)
-    on_disk = mode in ("disk", "redis")
-    if on_disk:
-        private_directory(settings.cache_dir)
-    # Two directories: cached answers are evicted by size; locks, counters, generations and breaker state are not.
-    disk = DiskStore(settings.cache_dir / "data", size_limit=settings.cache_disk_max_bytes) if on_disk else None
-    local: Store = DiskStore(settings.cache_dir / "state", size_limit=None) if on_disk else MemoryStore()
+    disk, disk_state = _open_disk(settings) if mode in ("disk", "redis") else (None, None)
+    local: Store = FailoverStore(disk_state, MemoryStore()) if disk_state is not None else MemoryStore()
     memory_tier = MemoryTier(settings.cache_memory_max_bytes)
     tiers: list = [memory_tier] + ([StoreTier(disk)] if disk is not None else [])
     if redis is not None:
@@ -75,9 +96,10 @@ def build_shared_state(settings: Settings) -> SharedState:
         tiers.append(StoreTier(redis))
     else:
         control = local
+    # A clear must reach every process sharing the cache, or be refused: Redis when configured, else the host's disk.
     cache = TieredCache(mode, tiers, control, default_ttl=settings.cache_ttl_seconds,
                         namespace_ttls=settings.namespace_ttls, stale_grace=settings.cache_stale_grace_seconds,
-                        shared=redis)
+                        shared=redis or disk_state)
     # In memory mode there is nobody to share a flight with beyond this process.
     flights = SingleFlight(None if mode == "memory" else control)
-    return SharedState(mode, control, local, cache, flights, redis, disk)
+    return SharedState(mode, control, local, cache, flights, redis, disk, disk_state)

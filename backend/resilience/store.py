@@ -14,6 +14,59 @@ T = TypeVar("T")
 class StoreUnavailable(Exception):
     """The store cannot be reached now; callers fall back instead of failing the request."""
 
+    def __init__(self, message: str = "", *, store: str = "store"):
+        super().__init__(message)
+        self.store = store  # which store failed: redis, disk (what an operator is told, never its address)
+
+    @property
+    def summary(self) -> str:
+        """Which store failed, in words for operators."""
+        return _SUMMARIES.get(self.store, "The shared store is unavailable")
+
+
+_SUMMARIES = {"redis": "Redis is unreachable", "disk": "The cache disk is failing (full or unwritable)"}
+
+
+class Outage:
+    """A store's 'down until T' switch: while down, one caller per interval probes, the rest are refused at once.
+
+    The outage is logged once when it starts and once when it ends, not per request."""
+
+    def __init__(self, store: str, probe_interval: float, *, down_message: str, up_message: str):
+        self.store = store
+        self.probe_interval = probe_interval
+        self.down_message, self.up_message = down_message, up_message
+        self.down = False
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    def claim_probe(self) -> None:
+        """Return when this caller may try the store (up, or its turn to probe); else raise StoreUnavailable."""
+        if not self.down:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if now < self._down_until:
+                raise StoreUnavailable(f"{self.store} is down", store=self.store)
+            self._down_until = now + self.probe_interval
+
+    def failed(self, exc: BaseException) -> None:
+        """Skip the store for probe_interval."""
+        with self._lock:
+            self._down_until = time.monotonic() + self.probe_interval
+            if not self.down:
+                self.down = True
+                logger.error(self.down_message, extra={"error": type(exc).__name__,
+                                                       "probe_interval_s": self.probe_interval})
+
+    def recovered(self) -> None:
+        """The store answered: use it again."""
+        if self.down:
+            with self._lock:
+                if self.down:
+                    self.down, self._down_until = False, 0.0
+                    logger.warning(self.up_message)
+
 
 class Store(ABC):
     """Strings under keys with TTLs, atomic counters and set-if-absent (the building block of locks)."""
@@ -68,6 +121,14 @@ class Store(ABC):
 
     def available(self) -> bool:
         """Whether the store answers now (cheap; no network when known to be down)."""
+        return True
+
+    def probe(self) -> bool:
+        """Whether the store takes writes now, probing it at most once per interval (for health reports)."""
+        return self.available()
+
+    def has_room(self) -> bool:
+        """Whether an evictable entry (a cached answer) may be written now; control state is always written."""
         return True
 
     def close(self) -> None:
@@ -211,8 +272,14 @@ class FailoverStore(Store):
     def delete_prefix(self, prefix):
         return self._run("delete_prefix", prefix)
 
+    def update(self, key, change, ttl=None):
+        return self._run("update", key, change, ttl)
+
     def available(self) -> bool:
         return self.primary.available()
+
+    def probe(self) -> bool:
+        return self.primary.probe()
 
     def close(self) -> None:
         self.primary.close()

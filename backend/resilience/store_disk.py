@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 import diskcache
 
-from backend.resilience.store import Store, StoreUnavailable
+from backend.resilience.store import Outage, Store, StoreUnavailable
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -33,15 +36,39 @@ def open_disk_cache(directory: Path, *, size_limit: int | None = 1 << 30) -> dis
     return diskcache.Cache(str(directory), disk=diskcache.JSONDisk, disk_compress_level=0, timeout=2, **bounds)
 
 
+_DISK_ERRORS = (diskcache.Timeout, sqlite3.Error, OSError)
+
+
+def open_disk_store(directory: Path, *, size_limit: int | None = 1 << 30) -> Store:
+    """The disk store, or, when it cannot be opened (a full disk, a file in the way, no permission), a store that
+    refuses every operation so callers fall back to memory: the disk tier is optional, never a reason not to start."""
+    try:
+        return DiskStore(directory, size_limit=size_limit)
+    except _DISK_ERRORS as exc:
+        return unopened_disk(directory, exc)
+
+
+def unopened_disk(directory: Path, exc: BaseException) -> UnopenedDiskStore:
+    """Log why the disk cannot be used, and return the store standing in for it."""
+    logger.error("cache disk unusable: falling back to memory (restart once it is fixed)",
+                 extra={"directory": str(directory), "error": type(exc).__name__, "detail": str(exc)})
+    return UnopenedDiskStore(f"{type(exc).__name__}: {exc}")
+
+
 def _unavailable_on_disk_errors(method: Callable[..., T]) -> Callable[..., T]:
-    """A locked, full or broken disk makes the store unavailable (callers fall back), never a 500."""
+    """A locked, full or broken disk makes the store unavailable (callers fall back), never a 500; after a failure
+    the store is skipped for a probe interval, and comes back once it takes a write again."""
 
     @functools.wraps(method)
-    def guarded(*args: Any, **kwargs: Any) -> T:
+    def guarded(self: DiskStore, *args: Any, **kwargs: Any) -> T:
+        if self.outage.down:
+            self.outage.claim_probe()
+            self._write_probe()
         try:
-            return method(*args, **kwargs)
-        except (diskcache.Timeout, sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"disk store failed ({type(exc).__name__})") from None
+            return method(self, *args, **kwargs)
+        except _DISK_ERRORS as exc:
+            self.outage.failed(exc)
+            raise StoreUnavailable(f"disk store failed ({type(exc).__name__})", store="disk") from None
 
     return guarded
 
@@ -51,8 +78,38 @@ class DiskStore(Store):
 
     name, scope = "disk", "host"
 
-    def __init__(self, directory: Path, *, size_limit: int | None = 1 << 30):
+    def __init__(self, directory: Path, *, size_limit: int | None = 1 << 30, probe_interval: float = 2.0):
         self.cache = open_disk_cache(directory, size_limit=size_limit)
+        self.outage = Outage("disk", probe_interval, down_message="cache disk failing: falling back to memory",
+                             up_message="cache disk takes writes again")
+        self._probed = 0.0  # monotonic time of the last health probe
+
+    def available(self) -> bool:
+        return not self.outage.down
+
+    def probe(self) -> bool:
+        """Write a new entry (what a full disk refuses; reads and in-place updates may still succeed) at most once
+        per probe interval."""
+        if not self.outage.down and time.monotonic() - self._probed < self.outage.probe_interval:
+            return True
+        self._probed = time.monotonic()
+        try:
+            self.outage.claim_probe()  # while down: refused unless it is this caller's turn
+            self._write_probe()
+        except StoreUnavailable:
+            return False
+        return True
+
+    def _write_probe(self) -> None:
+        """Insert and remove a fresh key: the disk is back (or still fine) when this works."""
+        key = f"probe:{uuid.uuid4().hex}"
+        try:
+            self.cache.set(key, "1", expire=60)
+            self.cache.delete(key)
+        except _DISK_ERRORS as exc:
+            self.outage.failed(exc)
+            raise StoreUnavailable(f"disk store failed ({type(exc).__name__})", store="disk") from None
+        self.outage.recovered()
 
     @_unavailable_on_disk_errors
     def get_many(self, keys: list[str]) -> list[str | None]:
@@ -125,3 +182,20 @@ class DiskStore(Store):
     def close(self) -> None:
         self.cache.close()
 
+
+class UnopenedDiskStore(Store):
+    """The disk store that could not be opened: every operation is refused, so callers use their fallback."""
+
+    name, scope = "disk", "host"
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable(f"the cache disk could not be opened ({self.reason})", store="disk")
+
+    get_many = set = add = delete = delete_if_equals = expire_if_equals = set_if_equals = incr = _refuse
+    update = delete_prefix = _refuse
+
+    def available(self) -> bool:
+        return False

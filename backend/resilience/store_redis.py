@@ -10,11 +10,19 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from backend.resilience.store import Store, StoreUnavailable
+from backend.resilience.store import Outage, Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-_REFUSING = {"OOM", "READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS"}
+# A reachable Redis that refuses every write (a read-only replica after a failover, a cluster or master that is
+# down, a script holding the server) is as unusable as a dead one. redis-py strips the error code of the replies it
+# knows (READONLY, CLUSTERDOWN, MASTERDOWN, TRYAGAIN) and raises a class per code; the others keep their prefix.
+_REFUSING_CLASSES = (redis.exceptions.ReadOnlyError, redis.exceptions.ClusterDownError,
+                     redis.exceptions.TryAgainError)
+_REFUSING_PREFIXES = {"READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS"}
+# Redis's used memory, as a share of its maxmemory, past which no more cache entries are written to it: the rest is
+# kept for control state (breakers, locks, generations, rate limits), which must never be refused for lack of room.
+CACHE_MEMORY_SHARE = 0.8
 
 # Compare-and-delete / compare-and-expire: a lock is only released or renewed by its owner.
 _DELETE_IF_EQUALS = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -33,7 +41,8 @@ class RedisStore(Store):
     name, scope = "redis", "cluster"
 
     def __init__(self, url: str, *, prefix: str = "backend-ai:", timeout: float = 0.25,
-                 probe_interval: float = 2.0, max_connections: int = 128):
+                 probe_interval: float = 2.0, max_connections: int = 128,
+                 cache_memory_share: float = CACHE_MEMORY_SHARE, memory_check_interval: float = 1.0):
         self.prefix = prefix
         self.probe_interval = probe_interval
         # retry=Retry(NoBackoff(), 0): redis-py 6+ retries 3 times by default; a retry loop is what we must avoid.
@@ -41,9 +50,13 @@ class RedisStore(Store):
             url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False, health_check_interval=0, max_connections=max_connections,
             decode_responses=True)
-        self._down = False
-        self._down_until = 0.0
-        self._lock = threading.Lock()
+        self.outage = Outage("redis", probe_interval, down_message="redis unreachable: falling back to local state",
+                             up_message="redis is reachable again: sharing resumed")
+        self.cache_memory_share = cache_memory_share
+        self.memory_check_interval = memory_check_interval
+        self._room = (True, 0.0)  # (room for cache entries, monotonic time of the check)
+        self._room_lock = threading.Lock()
+        self._unbounded_logged = False
         self._delete_if_equals = self.client.register_script(_DELETE_IF_EQUALS)
         self._expire_if_equals = self.client.register_script(_EXPIRE_IF_EQUALS)
         self._incr_with_ttl = self.client.register_script(_INCR_WITH_TTL)
@@ -54,46 +67,52 @@ class RedisStore(Store):
         return self.prefix + key
 
     def available(self) -> bool:
-        return not self._down
+        return not self.outage.down
 
     def call(self, operation: Callable[[], T]) -> T:
         """Run one Redis operation, or raise StoreUnavailable at once while Redis is known to be down."""
-        if self._down:
-            self._claim_probe()
+        self.outage.claim_probe()
         try:
             result = operation()
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            self._mark_down(exc)
-            raise StoreUnavailable(str(exc)) from None
+            self.outage.failed(exc)
+            raise StoreUnavailable(str(exc), store="redis") from None
         except redis.RedisError as exc:
-            # A reachable Redis that refuses writes (OOM under noeviction, a read-only replica after failover,
-            # a loading or cluster-down node) is as unusable as a dead one: fall back, probe again later.
-            if str(exc).split(" ", 1)[0] in _REFUSING:
-                self._mark_down(exc)
-            raise StoreUnavailable(f"redis refused the command ({type(exc).__name__})") from None
-        if self._down:
-            with self._lock:
-                if self._down:
-                    self._down, self._down_until = False, 0.0
-                    logger.warning("redis is reachable again: sharing resumed")
+            if isinstance(exc, _REFUSING_CLASSES) or str(exc).split(" ", 1)[0] in _REFUSING_PREFIXES:
+                self.outage.failed(exc)
+            # Anything else refuses this command only. An OOM under noeviction in particular: reads, deletes and
+            # writes that fit still work, so one refused write must not move every worker onto local state.
+            raise StoreUnavailable(f"redis refused the command ({type(exc).__name__})", store="redis") from None
+        self.outage.recovered()
         return result
 
-    def _claim_probe(self) -> None:
-        """During an outage let one caller per interval probe; everyone else is refused without waiting."""
-        with self._lock:
-            now = time.monotonic()
-            if now < self._down_until:
-                raise StoreUnavailable("redis is down")
-            self._down_until = now + self.probe_interval
-
-    def _mark_down(self, exc: Exception) -> None:
-        """Skip Redis for probe_interval; log the outage once, not per request."""
-        with self._lock:
-            self._down_until = time.monotonic() + self.probe_interval
-            if not self._down:
-                self._down = True
-                logger.error("redis unreachable: falling back to local state",
-                             extra={"error": type(exc).__name__, "probe_interval_s": self.probe_interval})
+    def has_room(self) -> bool:
+        """Whether Redis's used memory is below cache_memory_share of its maxmemory (INFO read at most once per
+        memory_check_interval): past it cache entries stay in the local tiers, and control state keeps the rest.
+        Without a maxmemory there is no bound to keep to: always."""
+        fits, checked = self._room
+        if time.monotonic() - checked < self.memory_check_interval or not self.available() \
+                or not self._room_lock.acquire(blocking=False):
+            return fits  # read recently, Redis is down, or another thread is reading it now
+        try:
+            self._room = (fits, time.monotonic())  # one read per interval, even when this one fails
+            memory = self.call(lambda: self.client.info("memory"))
+            limit, used = int(memory.get("maxmemory") or 0), int(memory.get("used_memory") or 0)
+            if not limit and not self._unbounded_logged:
+                self._unbounded_logged = True
+                logger.warning("redis has no maxmemory: cache entries in it are bounded by their TTL alone")
+            now_fits = not limit or used < self.cache_memory_share * limit
+            if now_fits != fits:
+                (logger.info if now_fits else logger.warning)(
+                    "redis memory is %s: cache entries %s written to redis", "below its cache share" if now_fits
+                    else "past its cache share", "are" if now_fits else "are no longer",
+                    extra={"used_memory": used, "maxmemory": limit, "cache_share": self.cache_memory_share})
+            self._room = (now_fits, time.monotonic())
+            return now_fits
+        except StoreUnavailable:
+            return fits
+        finally:
+            self._room_lock.release()
 
     def ping(self) -> bool:
         """Probe Redis (also ends a known outage early when it answers)."""

@@ -45,4 +45,5 @@ class AnalysisService:
                               max_repair_chars=self._max_repair_chars)
             return {**parsed.value.model_dump(), "partial": parsed.partial}
 
-        return self._policy.execute(key, call)
+        # A long text legitimately takes longer: the deadline, the call's limit and the breaker's judgement allow it.
+        return self._policy.execute(key, call, input_seconds=gemini.input_seconds(prompt))

@@ -46,7 +46,8 @@ class ContentService:
             return {**parsed.value.model_dump(), "partial": parsed.partial}
 
         # The version changes whenever the meaning of a cached answer does.
-        return self._subtopics_policy.execute(cache_key("subtopics", "v2", self._model, inputs), call)
+        return self._subtopics_policy.execute(cache_key("subtopics", "v2", self._model, inputs), call,
+                                              input_seconds=gemini.input_seconds(prompt))
 
     def explanation(self, request: ExplanationRequest) -> Outcome:
         """Return an explanation of the subtopic."""
@@ -59,7 +60,8 @@ class ContentService:
                               max_repair_chars=self._max_repair_chars)
             return {**parsed.value.model_dump(), "partial": parsed.partial}
 
-        return self._explanation_policy.execute(cache_key("explanation", "v2", self._model, inputs), call)
+        return self._explanation_policy.execute(cache_key("explanation", "v2", self._model, inputs), call,
+                                                input_seconds=gemini.input_seconds(prompt))
 
     def _reask_for(self, prompt: str) -> Callable[[str], str] | None:
         """The re-ask prompt builder for this prompt, or None when re-asking is off."""

@@ -44,7 +44,8 @@ class SpeechService:
             self._charge("transcribe", audio)
             return result
 
-        return self._transcribe_policy.execute(key, call)
+        # Long audio legitimately takes longer: the deadline, the call's limit and the breaker's judgement allow for it.
+        return self._transcribe_policy.execute(key, call, input_seconds=azure.input_seconds(audio.duration_seconds))
 
     def assess(self, audio: DecodedAudio, reference_text: str, language: str) -> Outcome:
         """Return pronunciation scores of the recording against the reference text."""
@@ -61,7 +62,8 @@ class SpeechService:
             self._charge("pronunciation", audio)
             return result
 
-        return self._pronunciation_policy.execute(key, call)
+        return self._pronunciation_policy.execute(key, call,
+                                                  input_seconds=azure.input_seconds(audio.duration_seconds))
 
     def _charge(self, feature: str, audio: DecodedAudio) -> None:
         """Azure bills recognised audio by the second."""

@@ -13,6 +13,8 @@ class FakeSpeechSettings:
     """What the fake does to the next connections."""
 
     latency_ms: int = 0
+    # Extra delay per second of audio in a session's first turn: a service slow in proportion to the input.
+    latency_ms_per_audio_second: int = 0
     error: str | None = None  # one of ERRORS; always applied unless error_rate or fail_next narrows it
     error_rate: float | None = None  # chance 0..1 that a connection fails (with `error`, default 503)
     fail_next: int = 0  # the next N connections fail (with `error`, default 503), later ones succeed
@@ -32,7 +34,7 @@ def pick_failure(settings: FakeSpeechSettings, rng: random.Random) -> str | None
 
 def settings_from_query(query: dict[str, list[str]]) -> dict:
     """Turn ``/_fake/config`` query parameters into settings (empty or "none" clears error, error_rate, key)."""
-    parsers = {"latency_ms": int, "fail_next": int, "transcript": sentences,
+    parsers = {"latency_ms": int, "latency_ms_per_audio_second": int, "fail_next": int, "transcript": sentences,
                "error_rate": lambda v: None if v.lower() in ("", "none") else float(v),
                "error": lambda v: None if v.lower() in ("", "none") else v,
                "key": lambda v: None if v.lower() in ("", "none") else v}

@@ -164,7 +164,7 @@ class FakeAzureSpeech:
                 request_id, context, audio = turn
                 if not session.answered:  # later turns only re-send the unrecognised tail; delay the first one
                     session.answered = True
-                    await asyncio.sleep(self.settings.latency_ms / 1000)
+                    await asyncio.sleep(self._latency_seconds(audio))
                 for path, body in self._answer_turn(session, context, audio):
                     await ws.send(usp.text_frame(path, request_id, body))
         except ConnectionClosed:
@@ -196,6 +196,12 @@ class FakeAzureSpeech:
                 return headers.get("x-requestid", ""), context, bytes(audio)
             audio += payload
         return None
+
+    def _latency_seconds(self, audio: bytes) -> float:
+        """The injected delay before answering a session: fixed, plus a share proportional to the audio's length."""
+        pcm, rate = usp.split_wav_stream(audio)
+        audio_seconds = len(pcm) / 2 / rate if rate else 0.0
+        return (self.settings.latency_ms + self.settings.latency_ms_per_audio_second * audio_seconds) / 1000
 
     def _answer_turn(self, session: _Session, context: dict, audio: bytes) -> list[tuple[str, dict]]:
         """The messages answering one turn, in the order the service sends them."""
@@ -247,13 +253,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--latency-ms-per-audio-second", type=int, default=0)
     parser.add_argument("--error", choices=sorted(ERRORS))
     parser.add_argument("--error-rate", type=float)
     parser.add_argument("--fail-next", type=int, default=0)
     parser.add_argument("--key")
     parser.add_argument("--transcript", help="sentences separated by |")
     args = parser.parse_args(argv)
-    settings = {"latency_ms": args.latency_ms, "error": args.error, "error_rate": args.error_rate,
+    settings = {"latency_ms": args.latency_ms, "latency_ms_per_audio_second": args.latency_ms_per_audio_second,
+                "error": args.error, "error_rate": args.error_rate,
                 "fail_next": args.fail_next, "key": args.key}
     if args.transcript:
         settings["transcript"] = sentences(args.transcript)

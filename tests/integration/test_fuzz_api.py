@@ -101,3 +101,26 @@ def test_oversized_upload_is_a_413_envelope_not_a_reset(server, size):
     assert response.status_code == 413
     error = response.json()["error"]
     assert error["code"] == "PAYLOAD_TOO_LARGE" and "MAX_AUDIO_BYTES" in error["message"]
+
+
+@pytest.mark.parametrize("path", ["/api/analyze", "/api/transcribe", "/api/cache/clear", "/api/circuit-breaker/open"])
+def test_a_chunked_json_body_is_capped_by_what_is_read(server, path):
+    """The attack: a chunked body declares no Content-Length, so a 1.5 MB JSON body slipped past the 256 KiB cap
+    and was parsed whole (a valid object: it used to get 422 for its contents, not 413)."""
+    def chunks():
+        yield b'{"text": "'
+        for _ in range(100):
+            yield b"a" * 15_000
+        yield b'"}'
+
+    response = requests.post(f"{server.url}{path}", data=chunks(), timeout=30, headers={
+        "Content-Type": "application/json", "X-API-Key": CLIENT_KEY, "X-Admin-Key": ADMIN_KEY})
+    assert response.status_code == 413, (path, response.status_code, response.text[:300])
+    assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert "JSON bodies" in response.json()["error"]["message"]
+
+
+def test_a_small_chunked_json_body_is_still_read(server):
+    response = requests.post(f"{server.url}/api/analyze", data=iter([b'{"text": "', b'I has a cat.', b'"}']),
+                             timeout=30, headers={"Content-Type": "application/json", "X-API-Key": CLIENT_KEY})
+    assert response.status_code == 200, response.text[:300]

@@ -19,7 +19,10 @@ def env(fake_gemini, tmp_path, redis_url: str, prefix: str) -> dict:
     return {"APP_ENV": "testing", "API_KEYS": KEYS, "ADMIN_API_KEY": ADMIN_KEY,
             "GEMINI_API_KEY": FAKE_PROVIDER_KEY, "GEMINI_BASE_URL": fake_gemini.base_url,
             "CACHE_MODE": "redis", "CACHE_DIR": str(tmp_path / "cache"), "REDIS_URL": redis_url,
-            "REDIS_KEY_PREFIX": prefix, "RATE_LIMIT_AI": "30/minute"}
+            "REDIS_KEY_PREFIX": prefix, "RATE_LIMIT_AI": "30/minute",
+            # Identical concurrent requests wait on one flight inside the bulkhead: wider than the threads, so
+            # that only the rate limits refuse here.
+            "GEMINI_MAX_CONCURRENCY": "64"}
 
 
 def send(urls: list[str], key: str, n: int) -> list[int]:

@@ -25,7 +25,10 @@ def env_for(fake_gemini, tmp_path):
         return {"APP_ENV": "testing", "API_KEYS": CLIENT_KEY, "ADMIN_API_KEY": ADMIN_KEY,
                 "GEMINI_API_KEY": FAKE_PROVIDER_KEY, "GEMINI_BASE_URL": fake_gemini.base_url,
                 "CACHE_MODE": mode, "CACHE_DIR": str(tmp_path / "cache"), "REDIS_URL": MAIN_REDIS_URL,
-                "REDIS_KEY_PREFIX": prefix, "RATE_LIMIT_AI": "100000/minute", "RATE_LIMIT_AI_PER_KEY": "100000/minute"}
+                "REDIS_KEY_PREFIX": prefix, "RATE_LIMIT_AI": "100000/minute", "RATE_LIMIT_AI_PER_KEY": "100000/minute",
+                # Followers of a flight hold bulkhead slots too; wider than the threads, so that these tests see
+                # only sharing, never a bulkhead refusal.
+                "GEMINI_MAX_CONCURRENCY": "64"}
 
     yield build
     purge(prefix)

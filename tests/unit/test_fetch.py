@@ -1,4 +1,6 @@
-"""Fetching audio_url: policy checks, SSRF refusals, size and time limits, against a local server."""
+"""Fetching audio_url: policy checks, SSRF refusals, size and time limits, against a local server.
+
+Rate, concurrency, port and name-lookup limits are in test_fetch_limits.py."""
 from __future__ import annotations
 
 import http.server
@@ -9,13 +11,15 @@ import ssl
 import subprocess
 import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import urllib3.connection
 
 from backend.errors import PayloadTooLarge, ValidationFailed
 from backend.providers import fetch as fetch_mod
-from backend.providers.fetch import fetch_audio, is_forbidden_address
+from backend.providers.fetch import fetch_audio
+from backend.providers.fetch_rules import is_forbidden_address
 
 BODY = b"RIFF" + bytes(range(256)) * 40
 LOCAL = frozenset({"127.0.0.1", "localhost"})
@@ -107,7 +111,13 @@ def _url(server, path: str, host: str = "127.0.0.1", scheme: str = "http") -> st
 
 
 def _fetch(url: str, **kwargs):
-    options = dict(allowed_hosts=LOCAL, max_bytes=1_000_000, allow_http=True, allow_private=True)
+    # The test servers listen on a random port, which the allow-list must name.
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # the URL under test is invalid; fetch_audio must say so
+        port = None
+    allowed = LOCAL | {f"{host}:{port}" for host in LOCAL} if port else LOCAL
+    options = dict(allowed_hosts=allowed, max_bytes=1_000_000, allow_http=True, allow_private=True)
     options.update(kwargs)
     return fetch_audio(url, **options)
 
@@ -151,7 +161,8 @@ def test_policy_refusals(url, allowed, message):
 
 def test_https_only_by_default(server):
     with pytest.raises(ValidationFailed, match="must use https"):
-        fetch_audio(_url(server, "/ok"), allowed_hosts=LOCAL, max_bytes=10**6, allow_private=True)
+        fetch_audio(_url(server, "/ok"), allowed_hosts={f"127.0.0.1:{server.server_address[1]}"}, max_bytes=10**6,
+                    allow_private=True)
 
 
 def test_redirect_is_not_followed(server):

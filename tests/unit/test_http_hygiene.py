@@ -1,6 +1,8 @@
 """Security headers, CORS by origin list, ProxyFix, and failed-auth limiting per address."""
 from __future__ import annotations
 
+import pytest
+
 from tests.envelope import assert_error
 
 
@@ -55,9 +57,13 @@ def test_failed_authentication_is_limited_per_address(make_app, auth, admin):
     assert_error(client.post("/api/analyze", json={"text": "x"}, headers={"X-API-Key": "guess"}), 429,
                  "RATE_LIMITED")
     assert_error(client.get("/api/cache/stats", headers={"X-Admin-Key": "guess"}), 429, "RATE_LIMITED")
-    # the right keys from the same address still work: only guessing is throttled
-    assert client.post("/api/create_subtopics", json={"topic": "Still me"}, headers=auth).status_code == 200
-    assert client.get("/api/cache/stats", headers=admin).status_code == 200
+    # The right keys from that address are refused too, for the window: otherwise guessing went on at full speed
+    # and the right guess was served (tests/unit/test_auth_lockout.py has the rest).
+    assert_error(client.post("/api/create_subtopics", json={"topic": "Still me"}, headers=auth), 429, "RATE_LIMITED")
+    assert_error(client.get("/api/cache/stats", headers=admin), 429, "RATE_LIMITED")
+    other = {"REMOTE_ADDR": "198.51.100.77"}
+    assert client.post("/api/create_subtopics", json={"topic": "Not me"}, headers=auth,
+                       environ_base=other).status_code == 200
 
 
 def test_client_and_admin_keys_are_not_interchangeable(client, auth, admin):
@@ -72,3 +78,11 @@ def test_keys_are_held_as_digests(app):
     settings = app.extensions["backend"].settings
     assert CLIENT_KEY not in repr(settings) and ADMIN_KEY not in repr(settings)
     assert CLIENT_KEY not in str(settings.client_keys) and ADMIN_KEY not in settings.admin_key_digest
+
+
+@pytest.mark.parametrize("path", ["/api//health", "//health", "/api/health/", "/dashboard//", "/health//ready"])
+def test_no_redirect_is_built_from_an_untrusted_host(client, path):
+    """The attack: `GET /api//health` with `Host: evil.example` was redirected to http://evil.example/api/health."""
+    response = client.get(path, headers={"Host": "evil.example"})
+    assert response.status_code not in (301, 302, 303, 307, 308), (path, response.status_code)
+    assert "evil.example" not in response.headers.get("Location", "")

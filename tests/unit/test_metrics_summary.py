@@ -48,3 +48,20 @@ def test_invented_methods_do_not_create_metric_series(client):
         client.open("/health", method=f"X{i:05d}")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'method="X00001"' not in text and 'method="OTHER"' in text
+
+
+def test_snapshots_stay_bounded_however_often_the_summary_is_asked():
+    """The attack: every call to the unauthenticated route used to keep a full snapshot for 600 s."""
+    from backend.observability.summary import MetricsSummary
+
+    now = [1_000_000.0]
+    summary_ = MetricsSummary(window_seconds=300.0, snapshot_interval=5.0, clock=lambda: now[0])
+    for _ in range(500):  # a burst within one second keeps one snapshot
+        summary_.summary()
+    assert summary_.snapshots_held == 1
+    for _ in range(1500):  # 25 minutes at one call a second: 300 snapshot times, more than two windows
+        now[0] += 1.0
+        summary_.summary()
+    assert summary_.snapshots_held <= 2 * 300 / 5 + 2
+    data = summary_.summary()
+    assert 300 <= data["window_seconds"] <= 310, "the window still reaches back about window_seconds"

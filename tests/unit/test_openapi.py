@@ -27,3 +27,11 @@ def test_document_basics(app):
     assert set(document["components"]["securitySchemes"]) == {"ApiKey", "Bearer", "AdminKey"}
     analyze = document["paths"]["/api/analyze"]["post"]
     assert {"200", "401", "422", "429", "502", "503", "504"} <= set(analyze["responses"])
+
+
+def test_every_ai_operation_says_its_text_is_untrusted(client):
+    """Model output comes back as the model wrote it: clients are told to render it as text."""
+    document = client.get("/openapi.json").get_json()
+    assert "untrusted" in document["info"]["description"]
+    for path in ("/api/analyze", "/api/create_subtopics", "/api/explanation", "/api/transcribe", "/api/pronunciation"):
+        assert "untrusted" in document["paths"][path]["post"]["description"], path

@@ -109,13 +109,17 @@ def test_cli_breaker_reset(app, admin):
     assert result.exit_code == 0 and "gemini: closed" in result.output
 
 
-def test_bulkhead_rejects_exactly_the_excess_at_once(make_app, auth, fake_gemini):
+@pytest.mark.parametrize("identical, upstream", [(False, 5), (True, 1)], ids=["distinct", "identical"])
+def test_bulkhead_rejects_exactly_the_excess_at_once(make_app, auth, fake_gemini, identical, upstream):
+    """Distinct calls beyond the bulkhead get fast 503s; so do identical ones, whose followers hold slots as their
+    leader does (they once went around it and took every thread of a worker), while still sharing one call."""
     client_app = make_app(GEMINI_MAX_CONCURRENCY=5)
     fake_gemini.configure(latency_ms=1500)
 
     def call(i):
         started = time.monotonic()
-        response = client_app.test_client().post("/api/analyze", json={"text": f"distinct {i}"}, headers=auth)
+        text = "one text for all" if identical else f"distinct {i}"
+        response = client_app.test_client().post("/api/analyze", json={"text": text}, headers=auth)
         return response, time.monotonic() - started
 
     with ThreadPoolExecutor(15) as pool:
@@ -125,7 +129,7 @@ def test_bulkhead_rejects_exactly_the_excess_at_once(make_app, auth, fake_gemini
     for response, seconds in rejected:
         assert_error(response, 503, "PROVIDER_UNAVAILABLE")
         assert seconds < 1.0, "a rejected call waited for a slot"
-    assert fake_gemini.calls == 5
+    assert fake_gemini.calls == upstream
 
 
 @pytest.mark.parametrize("fault", ["hang", "reset", "503"])

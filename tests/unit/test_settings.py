@@ -81,3 +81,24 @@ def test_gunicorn_refuses_to_start_with_a_one_line_reason(tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "Invalid configuration: APP_ENV=production requires API_KEYS (client keys)"]
+
+
+@pytest.mark.parametrize("max_audio_seconds", [10, 60, 600])
+def test_the_longest_request_covers_the_longest_input(max_audio_seconds):
+    """Trial permits and graceful shutdown wait for this long: it must cover what the providers allow an input."""
+    from backend.providers.azure_speech import AzureSpeechClient
+    from backend.providers.gemini import GeminiClient
+    from backend.services import prompts
+
+    settings = load_settings({"MAX_AUDIO_SECONDS": max_audio_seconds})
+    azure = AzureSpeechClient(key="k", region="r", host=None, timeout_seconds=30, max_concurrency=1)
+    gemini = GeminiClient(api_key="k", model="m", base_url=None, timeout_seconds=20)
+    try:
+        worst_text = '\\"' * 2500  # 5,000 characters that JSON escaping doubles
+        longest_prompt = prompts.input_prompt("Analyse this learner text.", {"text": worst_text, "level": "C2",
+                                                                            "native_language": "x" * 50})
+        allowances = [azure.input_seconds(max_audio_seconds), gemini.input_seconds(longest_prompt)]
+        assert settings.longest_request_seconds >= settings.request_deadline_seconds + max(allowances)
+    finally:
+        azure.close()
+        gemini.close()

@@ -1,0 +1,1 @@
+"""The HTTP server process below the app: gunicorn's worker, bounded against slow clients."""
