@@ -50,7 +50,8 @@ def configure_flask(app: Flask, settings: Settings) -> None:
 
 def register_extensions(app: Flask, settings: Settings) -> None:
     """Providers, policies and services, plus request-scoped hooks."""
-    from backend.extensions import build_backend
+    from backend.composition import build_backend
+    from backend.http.context import EXTENSION
     from backend.http.hygiene import init_http_hygiene
     from backend.observability.access_log import init_access_log
     from backend.observability.live_gauges import live_registry
@@ -58,7 +59,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     from backend.observability.summary import MetricsSummary
 
     backend = build_backend(settings)
-    app.extensions["backend"] = backend
+    app.extensions[EXTENSION] = backend
     app.extensions["backend_live_registry"] = live_registry(backend)
     app.extensions["backend_summary"] = MetricsSummary()
     init_request_id(app)
@@ -89,9 +90,10 @@ def register_blueprints(app: Flask) -> None:
 def register_rate_limits(app: Flask, ai_blueprint, exempt: list) -> None:
     """Per-caller limits: RATE_LIMIT_AI on the AI endpoints, RATE_LIMIT_DEFAULT elsewhere; health, the Prometheus
     scrape and the OpenAPI document exempt; GET /api/metrics, which needs no key, METRICS_RATE_LIMIT per address."""
+    from backend.http.context import backend_of
     from backend.http.rate_limits import init_rate_limits
 
-    settings = app.extensions["backend"].settings
+    settings = backend_of(app).settings
     init_rate_limits(app, settings, ai_blueprint=ai_blueprint, exempt=exempt,
                      per_address={"monitoring.summary": settings.metrics_rate_limit})
 

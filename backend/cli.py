@@ -5,6 +5,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from backend.http.context import current_backend
 from backend.resilience.store import StoreUnavailable
 
 
@@ -18,7 +19,7 @@ def register(app: Flask) -> None:
 @click.command("check")
 def check() -> None:
     """Validate the configuration and report what is configured and reachable."""
-    backend = current_app.extensions["backend"]
+    backend = current_backend()
     settings = backend.settings
     health = backend.shared.health()
     click.echo(f"configuration: ok (APP_ENV={settings.app_env})")
@@ -40,7 +41,7 @@ cache_group = AppGroup("cache", help="Cache administration.")
 def cache_clear(namespace: str | None) -> None:
     """Clear the cache for every worker and instance sharing it."""
     try:
-        result = current_app.extensions["backend"].shared.cache.clear(namespace)
+        result = current_backend().shared.cache.clear(namespace)
     except StoreUnavailable as exc:
         raise click.ClickException(f"{exc.summary}: the cache was not cleared") from None
     click.echo(f"cleared {result['namespace']}: {result['removed']}")
@@ -53,7 +54,7 @@ breaker_group = AppGroup("breaker", help="Circuit breaker administration.")
 @click.argument("name", required=False, type=click.Choice(["gemini", "azure_speech"]))
 def breaker_reset(name: str | None) -> None:
     """Close a breaker (or all) for every worker and instance sharing its state."""
-    for breaker_name, breaker in current_app.extensions["backend"].breakers.items():
+    for breaker_name, breaker in current_backend().breakers.items():
         if name in (None, breaker_name):
             try:
                 breaker.reset()

@@ -206,7 +206,9 @@ class Settings(BaseSettings):
     @field_validator("audio_url_allowed_hosts")
     @classmethod
     def _valid_audio_hosts(cls, value: str) -> str:
-        from backend.providers.fetch_rules import parse_allowed_hosts  # the fetch owns the entry syntax
+        from backend.media.fetch_rules import (
+            parse_allowed_hosts,  # the fetch owns the entry syntax
+        )
 
         parse_allowed_hosts(_split(value))  # "host", "host:port" or "[ipv6]:port"; raises naming the bad entry
         return value

@@ -26,7 +26,7 @@ def sdk_alone(gemini: FakeProcess, samples: int) -> tuple[list[float], list[floa
     """The google-genai SDK through our adapter in this process, and the raw HTTP call it made, interleaved: what
     the SDK itself adds to every uncached call, before any of the service's own work."""
     from backend.providers.gemini import GeminiClient
-    from backend.services.schemas import WritingAnalysis
+    from backend.schemas.answers import WritingAnalysis
 
     client = GeminiClient(api_key="fake-key", model=Settings.model_fields["gemini_model"].default, base_url=gemini.base,
                           thinking_budget=1024)

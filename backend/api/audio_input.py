@@ -7,8 +7,9 @@ from flask import current_app, request
 from pydantic import BaseModel
 
 from backend.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from backend.http.context import current_backend
 from backend.http.validation import is_json_request, json_body, validate
-from backend.providers.audio import DecodedAudio, decode_audio
+from backend.media.audio import DecodedAudio, decode_audio
 
 F = TypeVar("F", bound=BaseModel)
 U = TypeVar("U", bound=BaseModel)
@@ -16,7 +17,7 @@ U = TypeVar("U", bound=BaseModel)
 
 def audio_request(form_model: type[F], url_model: type[U]) -> tuple[DecodedAudio, F | U]:
     """Return the decoded audio and the validated fields of the request."""
-    backend = current_app.extensions["backend"]
+    backend = current_backend()
     settings = backend.settings
     if is_json_request():
         fields = json_body(url_model)

@@ -5,16 +5,24 @@ from flask import Response, current_app
 
 from backend.api import bp
 from backend.api.audio_input import audio_request
-from backend.api.schemas import (AnalyzeRequest, AudioUrlRequest, ExplanationRequest, PronunciationForm,
-                                 PronunciationUrlRequest, SubtopicsRequest, TranscribeForm)
 from backend.http.auth import require_client_key
+from backend.http.context import current_backend
 from backend.http.envelope import ok
 from backend.http.validation import json_body
 from backend.resilience.policy import Outcome
+from backend.schemas.requests import (
+    AnalyzeRequest,
+    AudioUrlRequest,
+    ExplanationRequest,
+    PronunciationForm,
+    PronunciationUrlRequest,
+    SubtopicsRequest,
+    TranscribeForm,
+)
 
 
 def _services():
-    return current_app.extensions["backend"]
+    return current_backend()
 
 
 def _answer(outcome: Outcome) -> Response:

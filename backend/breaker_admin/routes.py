@@ -1,33 +1,22 @@
 """See, reset and force open the breakers; each change reaches every worker and instance before it returns."""
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional
+from typing import Callable
 
 from flask import Response, current_app
-from pydantic import BaseModel, ConfigDict
 
 from backend.breaker_admin import bp
-from backend.errors import ServiceUnavailable
+from backend.errors import ServiceUnavailable, ValidationFailed
 from backend.http.auth import require_admin_key
+from backend.http.context import current_backend
 from backend.http.envelope import ok
 from backend.http.validation import json_body, optional_json_body
 from backend.resilience.store import StoreUnavailable
-
-BreakerName = Literal["gemini", "azure_speech"]
-
-
-class ResetRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: Optional[BreakerName] = None
-
-
-class OpenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: BreakerName
+from backend.schemas.admin import OpenRequest, ResetRequest
 
 
 def _breakers() -> dict:
-    return current_app.extensions["backend"].breakers
+    return current_backend().breakers
 
 
 def states() -> dict:
@@ -46,6 +35,7 @@ def state() -> Response:
 def reset() -> Response:
     """Close one breaker (`{"name": "gemini"}`) or all of them."""
     fields = optional_json_body(ResetRequest)
+    _known(fields.name)
     for name, breaker in _breakers().items():
         if fields.name in (None, name):
             _change(breaker.reset, name, "reset")
@@ -57,8 +47,17 @@ def reset() -> Response:
 def force_open() -> Response:
     """Hold one breaker open for maintenance until it is reset."""
     fields = json_body(OpenRequest)
+    _known(fields.name)
     _change(_breakers()[fields.name].force_open, fields.name, "forced open")
     return ok(states())
+
+
+def _known(name: str | None) -> None:
+    """An unknown breaker name is the caller's mistake (422), like any invalid field."""
+    if name is not None and name not in _breakers():
+        raise ValidationFailed("Request validation failed", status=422, details=[
+            {"field": "name", "message": f"no breaker is named {name!r}; known: {', '.join(_breakers())}",
+             "type": "unknown_breaker"}])
 
 
 def _change(change: Callable[[], None], name: str, what: str) -> None:

@@ -1,29 +1,23 @@
 """Cache statistics and clearing; a clear reaches every worker and instance before it returns."""
 from __future__ import annotations
 
-from typing import Optional
-
 from flask import Response, current_app
-from pydantic import BaseModel, ConfigDict, Field
 
 from backend.cache_admin import bp
 from backend.errors import ServiceUnavailable
 from backend.http.auth import require_admin_key
+from backend.http.context import current_backend
 from backend.http.envelope import ok
 from backend.http.validation import optional_json_body
 from backend.resilience.store import StoreUnavailable
-
-
-class ClearRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    namespace: Optional[str] = Field(None, pattern=r"^[a-z_]{1,40}$")
+from backend.schemas.admin import ClearRequest
 
 
 @bp.get("/stats")
 @require_admin_key
 def stats() -> Response:
     """Mode, tiers, hits and misses per namespace and tier, sizes, Redis connectivity."""
-    return ok(current_app.extensions["backend"].shared.stats())
+    return ok(current_backend().shared.stats())
 
 
 @bp.post("/clear")
@@ -32,7 +26,7 @@ def clear() -> Response:
     """Clear one namespace (`{"namespace": "analyze"}`) or everything (no body)."""
     fields = optional_json_body(ClearRequest)
     try:
-        return ok(current_app.extensions["backend"].shared.cache.clear(fields.namespace))
+        return ok(current_backend().shared.cache.clear(fields.namespace))
     except StoreUnavailable as exc:
         # Name the store that failed (Redis, or the cache disk), never its address.
         raise ServiceUnavailable(f"{exc.summary}: the cache was not cleared "

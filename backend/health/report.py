@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.extensions import Backend
+from backend.composition import Backend
 
 
 def component_report(backend: Backend) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from flask import Response, current_app
 from backend.errors import ServiceUnavailable
 from backend.health import bp
 from backend.health.report import component_report
+from backend.http.context import current_backend
 from backend.http.envelope import ok
 
 
@@ -19,7 +20,7 @@ def liveness():
 def readiness() -> Response:
     """Ready when requests can be served: settings were valid (else no app) and the local store answers,
     which is also the fallback while Redis is down."""
-    shared = current_app.extensions["backend"].shared
+    shared = current_backend().shared
     if not shared.local_store_answers():
         raise ServiceUnavailable("Not ready: the local store cannot be read", details={"cache": shared.health()},
                                  retry_after=5)
@@ -29,7 +30,7 @@ def readiness() -> Response:
 @bp.get("/api/health")
 def component_health() -> Response:
     """Each component's state and the overall healthy / degraded / unhealthy verdict with its reasons."""
-    report = component_report(current_app.extensions["backend"])
+    report = component_report(current_backend())
     if report["status"] == "unhealthy":
         raise ServiceUnavailable("Unhealthy: " + "; ".join(report["reasons"]), details=report, retry_after=10)
     return ok(report)
@@ -38,4 +39,4 @@ def component_health() -> Response:
 @bp.get("/health/cache")
 def cache_health() -> Response:
     """Cache mode and statistics."""
-    return ok(current_app.extensions["backend"].shared.stats())
+    return ok(current_backend().shared.stats())

@@ -14,6 +14,7 @@ from flask import current_app, g, request
 
 from backend.errors import Forbidden, RateLimited, Unauthorized
 from backend.http.client_address import request_address
+from backend.http.context import current_backend
 from backend.observability import metrics
 from backend.observability.access_log import route_template
 from backend.resilience.store import StoreUnavailable
@@ -46,7 +47,7 @@ def identify_client() -> str | None:
 
 
 def _match_client_key() -> str | None:
-    keys: dict[str, str] = current_app.extensions["backend"].settings.client_keys
+    keys: dict[str, str] = current_backend().settings.client_keys
     presented = _presented_client_key()
     if not presented:
         return None
@@ -75,7 +76,7 @@ def _refuse_if_locked() -> None:
     go on at full speed (a 429 says "wrong" as well as a 401 does) and served the right guess."""
     if g.get("auth_lock_checked"):
         return  # the AI rate-limit script already looked, in the same Redis round trip
-    control = current_app.extensions["backend"].shared.control
+    control = current_backend().shared.control
     try:
         until = control.get(lock_key())
     except StoreUnavailable:
@@ -96,7 +97,7 @@ def _seconds_until(until: str) -> float:
 def _refuse_failed_authentication(error: Unauthorized) -> None:
     """Count the failure for the caller's address (IPv6 by /64); the one that reaches the limit locks the address
     for the window. A success does not reset the count: a client key must not buy more admin-key guesses."""
-    backend = current_app.extensions["backend"]
+    backend = current_backend()
     control, limit, bucket = backend.shared.control, backend.settings.auth_failure_limit_per_minute, request_address()
     try:
         failures = control.incr(f"authfail:{bucket}", ttl=WINDOW_SECONDS)
@@ -118,7 +119,7 @@ def require_client_key(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        if current_app.extensions["backend"].settings.client_keys:
+        if current_backend().settings.client_keys:
             _refuse_if_locked()
             client = identify_client()
             if client is None:
@@ -137,7 +138,7 @@ def require_admin_key(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        expected = current_app.extensions["backend"].settings.admin_key_digest
+        expected = current_backend().settings.admin_key_digest
         if not expected:
             raise Forbidden("Admin endpoints are disabled: set ADMIN_API_KEY")
         _refuse_if_locked()

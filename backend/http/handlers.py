@@ -7,6 +7,7 @@ from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
 from backend import errors
+from backend.http.context import current_backend
 from backend.http.envelope import fail
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def handle_http_exception(error: HTTPException) -> Response:
     error_type = _HTTP_ERRORS.get(status, errors.ValidationFailed if status < 500 else errors.AppError)
     message = _http_message(error)
     if status == 413:
-        limit = current_app.extensions["backend"].settings.max_audio_bytes
+        limit = current_backend().settings.max_audio_bytes
         message = f"The request body is larger than allowed (MAX_AUDIO_BYTES = {limit} bytes, plus form fields)"
     app_error = error_type(message, status=status)
     response = fail(app_error)

@@ -24,6 +24,7 @@ from redis.retry import Retry
 from backend.errors import RateLimited
 from backend.http.auth import identify_client, lock_key, refuse_locked
 from backend.http.client_address import request_address
+from backend.http.context import current_backend
 from backend.http.envelope import fail
 from backend.observability import metrics
 from backend.observability.access_log import route_template
@@ -36,7 +37,7 @@ _USER_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,64}$")
 
 def _key_name() -> str | None:
     """The valid client key's name, or None: no key, a wrong one, or auth off (every caller anonymous)."""
-    return identify_client() if current_app.extensions["backend"].settings.client_keys else None
+    return identify_client() if current_backend().settings.client_keys else None
 
 
 def address_key() -> str:
@@ -61,12 +62,12 @@ def caller_key() -> str:
 
 def default_limit() -> str:
     """RATE_LIMIT_DEFAULT."""
-    return current_app.extensions["backend"].settings.rate_limit_default
+    return current_backend().settings.rate_limit_default
 
 
 def default_limit_per_key() -> str:
     """RATE_LIMIT_DEFAULT_PER_KEY."""
-    return current_app.extensions["backend"].settings.rate_limit_default_per_key
+    return current_backend().settings.rate_limit_default_per_key
 
 
 def init_rate_limits(app: Flask, settings: Settings, *, ai_blueprint: Blueprint, exempt: list[Blueprint],
@@ -108,7 +109,7 @@ def init_ai_limits(app: Flask, settings: Settings, limiter: MovingWindowLimiter,
         if request.blueprint != blueprint:
             return
         # The address's auth lock is read in the same round trip (a gate), not by a GET of its own on the hit path.
-        gates = (lock_key(),) if current_app.extensions["backend"].settings.client_keys else ()
+        gates = (lock_key(),) if current_backend().settings.client_keys else ()
         _enforce(limiter, [
             Quota(f"ai:{caller_key()}", per_caller.amount, per_caller.get_expiry()),
             Quota(f"ai-key:{client_key()}", per_key.amount, per_key.get_expiry()),

@@ -23,11 +23,20 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from backend.llm.recover import (MISSING, Notes, default, number, objects, pick, require, text, text_list,
-                                 titled_item, unwrap)
-
-from backend.services.schemas import WritingAnalysis
-
+from backend.llm.recover import (
+    MISSING,
+    Notes,
+    default,
+    number,
+    objects,
+    pick,
+    require,
+    text,
+    text_list,
+    titled_item,
+    unwrap,
+)
+from backend.schemas.answers import WritingAnalysis
 
 LEVELS = ("A1", "A2", "B1", "B2", "C1", "C2")
 LEVEL_NAMES = {"beginner": "A1", "breakthrough": "A1", "elementary": "A2", "pre intermediate": "A2",

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 from pydantic import BaseModel
 
 from backend.errors import ProviderBadResponse
-from backend.llm.parse import DEFAULT_MAX_REPAIR_CHARS, Operation, ParseResult, UnusableAnswer, parse_model_output
+from backend.llm.parse import (
+    DEFAULT_MAX_REPAIR_CHARS,
+    Operation,
+    ParseResult,
+    UnusableAnswer,
+    parse_model_output,
+)
 
 if TYPE_CHECKING:
     from backend.providers.gemini import GeminiClient

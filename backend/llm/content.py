@@ -26,9 +26,19 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from backend.llm.recover import (MISSING, Notes, default, objects, pick, require, text, text_list,
-                                 titled_item, unwrap)
-from backend.services.schemas import SubtopicList, TopicExplanation
+from backend.llm.recover import (
+    MISSING,
+    Notes,
+    default,
+    objects,
+    pick,
+    require,
+    text,
+    text_list,
+    titled_item,
+    unwrap,
+)
+from backend.schemas.answers import SubtopicList, TopicExplanation
 
 SUBTOPICS_ALIASES = ("sub_topics", "topics", "items", "lessons", "subtopic_list", "sections")
 SUBTOPIC_ALIASES = {"title": ("name", "subtopic", "heading", "topic"),

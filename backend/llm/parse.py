@@ -13,7 +13,7 @@ from backend.llm.analysis import recover_analysis
 from backend.llm.content import recover_explanation, recover_subtopics
 from backend.llm.extract import Unusable, extract_json
 from backend.llm.recover import Notes
-from backend.services.schemas import SubtopicList, TopicExplanation, WritingAnalysis
+from backend.schemas.answers import SubtopicList, TopicExplanation, WritingAnalysis
 
 M = TypeVar("M", bound=BaseModel)
 # Measured worst case of json-repair at this size is about 1.5 s of CPU; real answers are far smaller.

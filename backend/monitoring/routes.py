@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import Response, current_app
 
+from backend.http.context import current_backend
 from backend.http.envelope import ok
 from backend.monitoring import bp
 from backend.observability.metrics import exposition
@@ -22,7 +23,7 @@ def prometheus() -> Response:
 @bp.get("/api/metrics")
 def summary() -> Response:
     """Per-route count, rates, error rate and latency percentiles over a recent window; cache, upstream, cost."""
-    backend = current_app.extensions["backend"]
+    backend = current_backend()
     data = current_app.extensions["backend_summary"].summary()
     data["breakers"] = {name: breaker.state() for name, breaker in backend.breakers.items()}
     return ok(data)

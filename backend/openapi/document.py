@@ -6,13 +6,27 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from backend.api import responses
-from backend.api.schemas import (AnalyzeRequest, AudioUrlRequest, ExplanationRequest, PronunciationForm,
-                                 PronunciationUrlRequest, SubtopicsRequest, TranscribeForm)
-from backend.breaker_admin.routes import OpenRequest, ResetRequest
-from backend.cache_admin.routes import ClearRequest
-from backend.openapi.common import (ADMIN, CLIENT, envelope, error_responses, json_body, multipart_audio,
-                                    open_object, plain)
+from backend.openapi.common import (
+    ADMIN,
+    CLIENT,
+    envelope,
+    error_responses,
+    json_body,
+    multipart_audio,
+    open_object,
+    plain,
+)
+from backend.schemas import responses
+from backend.schemas.admin import ClearRequest, OpenRequest, ResetRequest
+from backend.schemas.requests import (
+    AnalyzeRequest,
+    AudioUrlRequest,
+    ExplanationRequest,
+    PronunciationForm,
+    PronunciationUrlRequest,
+    SubtopicsRequest,
+    TranscribeForm,
+)
 
 REF = "#/components/schemas/{model}"
 AI_ERRORS = (400, 401, 413, 415, 422, 429, 502, 503, 504)

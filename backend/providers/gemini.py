@@ -13,9 +13,17 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import BaseModel
 
-from backend.errors import (ProviderAuthError, ProviderBadResponse, ProviderConnectionError, ProviderError,
-                            ProviderRateLimited, ProviderRejected, ProviderServerError, ProviderTimeout,
-                            timeout_for_input)
+from backend.errors import (
+    ProviderAuthError,
+    ProviderBadResponse,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderServerError,
+    ProviderTimeout,
+    timeout_for_input,
+)
 from backend.observability.cost import GeminiPrices, charge
 
 PROVIDER = "gemini"

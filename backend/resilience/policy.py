@@ -6,8 +6,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from backend.errors import (AppError, ProviderError, ProviderInputTimeout, ProviderNotConfigured, ProviderRejected,
-                            ProviderTimeout)
+from backend.errors import (
+    AppError,
+    ProviderError,
+    ProviderInputTimeout,
+    ProviderNotConfigured,
+    ProviderRejected,
+    ProviderTimeout,
+)
 from backend.observability import cost, metrics
 from backend.observability.decisions import record_decision
 from backend.resilience.breaker import CircuitBreaker

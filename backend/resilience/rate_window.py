@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from backend.resilience.store import Store, StoreUnavailable
 from backend.resilience.store_redis import RedisStore

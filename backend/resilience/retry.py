@@ -5,7 +5,13 @@ import random
 import time
 from typing import Any, Callable
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_any
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+)
 
 from backend.errors import ProviderError, ProviderInputTimeout, ProviderTimeout
 from backend.observability import metrics

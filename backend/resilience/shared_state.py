@@ -9,7 +9,11 @@ from backend.resilience.cache import TieredCache
 from backend.resilience.cache_tiers import MemoryTier, StoreTier
 from backend.resilience.singleflight import SingleFlight
 from backend.resilience.store import FailoverStore, MemoryStore, Store
-from backend.resilience.store_disk import open_disk_store, private_directory, unopened_disk
+from backend.resilience.store_disk import (
+    open_disk_store,
+    private_directory,
+    unopened_disk,
+)
 from backend.resilience.store_redis import RedisStore
 from backend.settings import Settings
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from backend.api.schemas import AnalyzeRequest
 from backend.errors import ProviderNotConfigured
 from backend.llm.ask import ask_json
 from backend.llm.parse import ANALYSIS, DEFAULT_MAX_REPAIR_CHARS
 from backend.resilience.policy import Outcome, ProviderPolicy
+from backend.schemas.requests import AnalyzeRequest
 from backend.services import prompts
 from backend.services.keys import cache_key
 

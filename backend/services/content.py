@@ -4,11 +4,11 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from backend.api.schemas import ExplanationRequest, SubtopicsRequest
 from backend.errors import ProviderNotConfigured
 from backend.llm.ask import ask_json
 from backend.llm.parse import DEFAULT_MAX_REPAIR_CHARS, EXPLANATION, SUBTOPICS
 from backend.resilience.policy import Outcome, ProviderPolicy
+from backend.schemas.requests import ExplanationRequest, SubtopicsRequest
 from backend.services import prompts
 from backend.services.analysis import NOT_CONFIGURED
 from backend.services.keys import cache_key

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from backend.errors import ProviderNotConfigured, ValidationFailed
+from backend.media.audio import DecodedAudio
 from backend.observability.cost import charge
-from backend.providers.audio import DecodedAudio
 from backend.resilience.policy import Outcome, ProviderPolicy
 from backend.services.keys import cache_key
 

@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from backend.errors import UnsupportedMediaType, ValidationFailed
-from backend.providers import audio as audio_mod
-from backend.providers.audio import decode_audio, wav_bytes
+from backend.media import audio as audio_mod
+from backend.media.audio import decode_audio, wav_bytes
 from tests.audio_samples import pack_floats, silence_wav, speech_like, speech_wav
 from tests.audio_samples import wav_bytes as make_wav
 

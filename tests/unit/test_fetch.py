@@ -17,9 +17,9 @@ import pytest
 import urllib3.connection
 
 from backend.errors import PayloadTooLarge, ValidationFailed
-from backend.providers import fetch as fetch_mod
-from backend.providers.fetch import fetch_audio
-from backend.providers.fetch_rules import is_forbidden_address
+from backend.media import fetch as fetch_mod
+from backend.media.fetch import fetch_audio
+from backend.media.fetch_rules import is_forbidden_address
 
 BODY = b"RIFF" + bytes(range(256)) * 40
 LOCAL = frozenset({"127.0.0.1", "localhost"})

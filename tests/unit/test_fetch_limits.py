@@ -13,8 +13,8 @@ import pytest
 import urllib3.connection
 
 from backend.errors import ProviderUnavailable, ValidationFailed
-from backend.providers.fetch import fetch_audio
-from backend.providers.fetch_rules import parse_allowed_hosts
+from backend.media.fetch import fetch_audio
+from backend.media.fetch_rules import parse_allowed_hosts
 from backend.resilience.bulkhead import Bulkhead
 from backend.settings import ConfigError, load_settings
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from backend.api.schemas import AnalyzeRequest
+from backend.schemas.requests import AnalyzeRequest
 from backend.llm.analysis import level_of
 from backend.llm.ask import ask_json
 from backend.llm.extract import Unusable, extract_json, requote_single, scan_json

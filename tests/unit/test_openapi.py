@@ -1,7 +1,7 @@
 """The OpenAPI document matches the implementation: same routes and methods, the models the routes validate with."""
 from __future__ import annotations
 
-from backend.api.schemas import AnalyzeRequest, ExplanationRequest, SubtopicsRequest
+from backend.schemas.requests import AnalyzeRequest, ExplanationRequest, SubtopicsRequest
 from backend.openapi.document import REF
 
 

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from backend.services.schemas import CefrLevel
+from backend.schemas.answers import CefrLevel
 
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$")]
 # Not stripped: the length the schema promises is the length that is checked. At least one visible character.

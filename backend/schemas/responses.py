@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, Field
 
-from backend.services.schemas import Subtopic, TopicExplanation, WritingAnalysis
+from backend.schemas.answers import Subtopic, TopicExplanation, WritingAnalysis
 
 
 class AnalysisResult(WritingAnalysis):

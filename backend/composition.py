@@ -1,14 +1,14 @@
-"""Everything a worker needs, built once per app in create_app and kept in app.extensions["backend"]."""
+"""The composition root: every service, policy, store and provider client a worker needs, built once per app in
+create_app (Flask-free) and reached through backend.http.context.current_backend()."""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 from backend.llm.parse import ANALYSIS, EXPLANATION, SUBTOPICS
+from backend.media.fetch import AudioFetcher
 from backend.observability.cost import GeminiPrices
-from backend.providers.fetch import AudioFetcher
 from backend.resilience.breaker import CircuitBreaker
 from backend.resilience.breaker_state import BreakerConfig
 from backend.resilience.bulkhead import Bulkhead

@@ -10,8 +10,13 @@ import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from backend.errors import PayloadTooLarge
-from backend.providers.fetch_limits import Resolver, Slot, Watchdog, lookup
-from backend.providers.fetch_rules import check_url, checked_addresses, parse_allowed_hosts, refuse
+from backend.media.fetch_limits import Resolver, Slot, Watchdog, lookup
+from backend.media.fetch_rules import (
+    check_url,
+    checked_addresses,
+    parse_allowed_hosts,
+    refuse,
+)
 from backend.resilience.bulkhead import Bulkhead
 
 _CHUNK = 64 * 1024

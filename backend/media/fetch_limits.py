@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from backend.providers.fetch_rules import refuse
+from backend.media.fetch_rules import refuse
 from backend.resilience.bulkhead import Bulkhead
 
 Resolver = Callable[..., list]

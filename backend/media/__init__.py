@@ -1,0 +1,1 @@
+"""Learner input handling: audio decoding and the SSRF-safe audio_url fetch (input, not a provider)."""

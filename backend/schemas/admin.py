@@ -1,0 +1,24 @@
+"""Request models of the admin endpoints."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# A provider's name; which ones exist is the provider registry's to say (an unknown one is refused by the route).
+ProviderName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+class ClearRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    namespace: Optional[str] = Field(None, pattern=r"^[a-z_]{1,40}$")
+
+
+class ResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Optional[ProviderName] = None
+
+
+class OpenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: ProviderName
