@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 
 from backend.http.context import current_backend
@@ -27,8 +27,10 @@ def check() -> None:
                + (", REDIS UNREACHABLE" if health["fallback_active"] else ""))
     click.echo(f"client auth: {'on, %d key(s)' % len(settings.client_keys) if settings.client_keys else 'OFF'}")
     click.echo(f"admin endpoints: {'on' if settings.admin_api_key.get_secret_value() else 'disabled'}")
-    click.echo(f"gemini: {'configured' if backend.gemini else 'not configured'}")
-    click.echo(f"azure speech: {'configured' if backend.azure else 'not configured'}")
+    for provider in backend.providers:
+        click.echo(f"{provider.name}: {'configured' if provider.configured else 'not configured'}")
+    if health.get("disk") == "failing":
+        click.echo("cache disk: FAILING (full or unwritable): serving from memory")
     if health["fallback_active"]:
         raise SystemExit(1)
 
@@ -51,9 +53,12 @@ breaker_group = AppGroup("breaker", help="Circuit breaker administration.")
 
 
 @breaker_group.command("reset")
-@click.argument("name", required=False, type=click.Choice(["gemini", "azure_speech"]))
+@click.argument("name", required=False)
 def breaker_reset(name: str | None) -> None:
     """Close a breaker (or all) for every worker and instance sharing its state."""
+    known = current_backend().providers.names()
+    if name is not None and name not in known:
+        raise click.BadParameter(f"{name!r} is not one of {', '.join(known)}", param_hint="NAME")
     for breaker_name, breaker in current_backend().breakers.items():
         if name in (None, breaker_name):
             try:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from backend.llm.parse import ANALYSIS, EXPLANATION, SUBTOPICS
 from backend.media.fetch import AudioFetcher
-from backend.observability.cost import GeminiPrices
+from backend.observability.cost import TokenPrices
+from backend.providers.registry import Provider, ProviderRegistry
 from backend.resilience.breaker import CircuitBreaker
 from backend.resilience.breaker_state import BreakerConfig
 from backend.resilience.bulkhead import Bulkhead
@@ -17,95 +18,106 @@ from backend.resilience.retry import RetryPolicy
 from backend.resilience.shared_state import SharedState, build_shared_state
 from backend.services.analysis import AnalysisService
 from backend.services.content import ContentService
+from backend.services.language_model import LanguageModel
 from backend.services.speech import SpeechService
 from backend.settings import Settings
 
-if TYPE_CHECKING:
-    from backend.providers.azure_speech import AzureSpeechClient
-    from backend.providers.gemini import GeminiClient
-
 logger = logging.getLogger(__name__)
-PROVIDERS = ("gemini", "azure_speech")
+
+GEMINI_NOT_CONFIGURED = "Gemini is not configured: set GEMINI_API_KEY (and GEMINI_BASE_URL to use a proxy)"
+AZURE_NOT_CONFIGURED = ("Azure Speech is not configured: set AZURE_SPEECH_KEY and AZURE_SPEECH_REGION "
+                        "(or AZURE_SPEECH_HOST for a container or proxy)")
 
 
 @dataclass
 class Backend:
-    """The services and provider clients of one app."""
+    """The services and providers of one app."""
 
     settings: Settings
     shared: SharedState
-    breakers: dict[str, CircuitBreaker]
-    gemini: GeminiClient | None
-    azure: AzureSpeechClient | None
+    providers: ProviderRegistry
+    language_model: LanguageModel
     analysis: AnalysisService
     content: ContentService
     speech: SpeechService
     audio_fetcher: AudioFetcher
 
+    @property
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """Every provider's breaker, by name."""
+        return self.providers.breakers
+
     def warm_up(self) -> None:
         """Prepare, without any provider call, what the first requests of a new worker would otherwise wait for."""
-        if self.gemini is not None:
-            self.gemini.warm_up(operation.model for operation in (ANALYSIS, SUBTOPICS, EXPLANATION))
+        client = self.language_model.client
+        if client is not None:
+            client.warm_up(operation.model for operation in (ANALYSIS, SUBTOPICS, EXPLANATION))
 
     def close(self) -> None:
         """Release provider connections and thread pools (on worker exit)."""
-        for client in (self.gemini, self.azure):
-            if client is not None:
-                client.close()
+        self.providers.close()
         self.shared.close()
 
 
 def build_backend(settings: Settings) -> Backend:
     """Create the provider clients (lazy: no connection is made here), policies and services."""
-    gemini = None
-    if settings.gemini_configured:
-        from backend.providers.gemini import GeminiClient
-
-        gemini = GeminiClient(api_key=settings.gemini_api_key.get_secret_value(), model=settings.gemini_model,
-                              base_url=settings.gemini_base_url, timeout_seconds=settings.gemini_timeout_seconds,
-                              max_output_tokens=settings.gemini_max_output_tokens,
-                              thinking_budget=settings.gemini_thinking_budget,
-                              prices=GeminiPrices(settings.price_gemini_input_per_mtok,
-                                                  settings.price_gemini_output_per_mtok))
-    azure = None
-    if settings.azure_configured:
-        # Imported only when configured: the SDK loads native libraries (and OpenSSL) on import.
-        from backend.providers.azure_speech import AzureSpeechClient
-
-        azure = AzureSpeechClient(key=settings.azure_speech_key.get_secret_value(),
-                                  region=settings.azure_speech_region or None,
-                                  host=settings.azure_speech_host or None,
-                                  timeout_seconds=settings.azure_speech_timeout_seconds,
-                                  max_concurrency=settings.azure_speech_max_concurrency)
-
     shared = build_shared_state(settings)
-    breakers = {name: build_breaker(name, settings, shared) for name in PROVIDERS}
-    bulkheads = {"gemini": Bulkhead("gemini", settings.gemini_bulkhead),
-                 "azure_speech": Bulkhead("azure_speech", settings.azure_speech_max_concurrency)}
+    providers = ProviderRegistry(
+        Provider("gemini", _gemini_client(settings), build_breaker("gemini", settings, shared),
+                 Bulkhead("gemini", settings.gemini_bulkhead), GEMINI_NOT_CONFIGURED),
+        Provider("azure_speech", _azure_client(settings), build_breaker("azure_speech", settings, shared),
+                 Bulkhead("azure_speech", settings.azure_speech_max_concurrency), AZURE_NOT_CONFIGURED),
+    )
     retry = RetryPolicy(settings.retry_max_attempts, retry_after_cap=settings.retry_after_cap_seconds)
 
     def policy(provider: str, operation: str) -> ProviderPolicy:
         return ProviderPolicy(provider, operation, deadline_seconds=settings.request_deadline_seconds,
-                              cache=shared.cache, flights=shared.flights, breaker=breakers[provider],
-                              bulkhead=bulkheads[provider], retry=retry,
+                              cache=shared.cache, flights=shared.flights, breaker=providers[provider].breaker,
+                              bulkhead=providers[provider].bulkhead, retry=retry,
                               partial_ttl=settings.cache_partial_ttl_seconds)
 
+    language_model = LanguageModel(providers["gemini"].client, GEMINI_NOT_CONFIGURED, reask=settings.llm_reask,
+                                   max_repair_chars=settings.llm_max_repair_chars)
     return Backend(
-        settings=settings, shared=shared, breakers=breakers, gemini=gemini, azure=azure,
+        settings=settings, shared=shared, providers=providers, language_model=language_model,
         audio_fetcher=AudioFetcher(settings.allowed_audio_hosts, max_bytes=settings.max_audio_bytes,
                                    max_concurrency=settings.audio_url_concurrency,
                                    min_bytes_per_second=settings.audio_url_min_bytes_per_second,
                                    allow_http=settings.audio_url_allow_http,
                                    allow_private=settings.audio_url_allow_private),
-        analysis=AnalysisService(gemini, policy("gemini", "analyze"), settings.gemini_model,
-                                 reask=settings.llm_reask, max_repair_chars=settings.llm_max_repair_chars),
-        content=ContentService(gemini, policy("gemini", "create_subtopics"), policy("gemini", "explanation"),
-                               settings.gemini_model, reask=settings.llm_reask,
-                               max_repair_chars=settings.llm_max_repair_chars),
-        speech=SpeechService(azure, policy("azure_speech", "transcribe"), policy("azure_speech", "pronunciation"),
+        analysis=AnalysisService(language_model, policy("gemini", "analyze")),
+        content=ContentService(language_model, policy("gemini", "create_subtopics"), policy("gemini", "explanation")),
+        speech=SpeechService(providers["azure_speech"].client, AZURE_NOT_CONFIGURED,
+                             policy("azure_speech", "transcribe"), policy("azure_speech", "pronunciation"),
                              price_per_hour={"transcribe": settings.price_azure_speech_per_hour,
                                              "pronunciation": settings.price_azure_pronunciation_per_hour}),
     )
+
+
+def _gemini_client(settings: Settings) -> Any:
+    """Gemini through google-genai, or None when it is not configured."""
+    if not settings.gemini_configured:
+        return None
+    from backend.providers.gemini import GeminiClient
+
+    return GeminiClient(api_key=settings.gemini_api_key.get_secret_value(), model=settings.gemini_model,
+                        base_url=settings.gemini_base_url, timeout_seconds=settings.gemini_timeout_seconds,
+                        max_output_tokens=settings.gemini_max_output_tokens,
+                        thinking_budget=settings.gemini_thinking_budget,
+                        prices=TokenPrices(settings.price_gemini_input_per_mtok, settings.price_gemini_output_per_mtok))
+
+
+def _azure_client(settings: Settings) -> Any:
+    """Azure Speech, or None when it is not configured."""
+    if not settings.azure_configured:
+        return None
+    # Imported only when configured: the SDK loads native libraries (and OpenSSL) on import.
+    from backend.providers.azure_speech import AzureSpeechClient
+
+    return AzureSpeechClient(key=settings.azure_speech_key.get_secret_value(),
+                             region=settings.azure_speech_region or None, host=settings.azure_speech_host or None,
+                             timeout_seconds=settings.azure_speech_timeout_seconds,
+                             max_concurrency=settings.azure_speech_max_concurrency)
 
 
 def build_breaker(name: str, settings: Settings, shared: SharedState) -> CircuitBreaker:

@@ -10,9 +10,8 @@ def component_report(backend: Backend) -> dict[str, Any]:
     """Report api, cache and providers, and derive the overall status with its reasons."""
     settings = backend.settings
     cache = backend.shared.health()
-    configured = {"gemini": backend.gemini is not None, "azure_speech": backend.azure is not None}
-    providers = {name: {"configured": configured[name], "breaker": breaker.state()["state"]}
-                 for name, breaker in backend.breakers.items()}
+    providers = {provider.name: {"configured": provider.configured, "breaker": provider.breaker.state()["state"]}
+                 for provider in backend.providers}
     reasons = [f"{name} is not configured" for name, p in providers.items() if not p["configured"]]
     reasons += [f"{name} circuit breaker is {p['breaker']}" for name, p in providers.items()
                 if p["configured"] and p["breaker"] != "closed"]

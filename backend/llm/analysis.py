@@ -2,19 +2,33 @@
 
 | field                      | missing or unusable            | checks                                            |
 | -------------------------- | ------------------------------ | ------------------------------------------------- |
-| cefr_assessment.level      | essential: the answer is       | A1..C2; "b2", "B2+", "Upper-Intermediate (B2)"    |
-|                            | unusable (no honest default)   | read as B2; "B1/B2", "B3" dropped                 |
+| cefr_assessment            | null: a level is never         | needs a level; a bare level string is one, and a  |
+|                            | invented                       | flat ``cefr_level`` key too                       |
+| cefr_assessment.level      | the whole assessment is null   | A1..C2, read only when unambiguous (below)        |
 | cefr_assessment.confidence | 0.0: no confidence is claimed  | a number, "0.8" or "80%"; outside 0..1 dropped    |
-| cefr_assessment.rationale  | ""                             | a string (a list of strings joined)               |
+| cefr_assessment.rationale  | ""                             | a string (a list or object of strings joined)     |
 | errors                     | []                             | each needs a known type, words found in the       |
 |                            |                                | learner's text and a correction that differs;     |
-|                            |                                | others are dropped                                |
+|                            |                                | others are dropped; one object is a list of one   |
 | errors[].explanation       | ""                             | a string                                          |
-| feedback                   | "", never invented praise      | a string (a list of strings joined)               |
-| strengths,                 | []                             | non-empty strings; one string becomes a list      |
-| improvement_areas          |                                |                                                   |
+| feedback                   | "", never invented praise      | a string (a list or object of strings joined)     |
+| strengths,                 | []                             | non-empty strings; one string becomes a list, an  |
+| improvement_areas          |                                | object the list of its values                     |
 | recommended_tasks          | []                             | each needs a title (a bare string is one);        |
 |                            |                                | a missing description is ""                       |
+
+A usable analysis holds at least one of: a CEFR level, feedback, an error that passed the checks. An answer
+with none of them (``{}``, a refusal, only strengths) is unusable: it is asked for again once, then 502.
+
+A CEFR level is read only where the reading is unambiguous:
+- exactly one level code in the string, in any case and with anything around it: "b2", " B2 ", "B2+", "B2-",
+  "B2.1", "Level B2", "Upper-Intermediate (B2)" -> B2 (a plus level such as B2+ lies within B2 in the CEFR);
+- one item list holding such a string: ["B2"] -> B2;
+- the Council of Europe's own name of exactly one level: Breakthrough A1, Waystage A2, Threshold B1, Vantage B2,
+  Effective Operational Proficiency C1, Mastery C2.
+Everything else gives a null assessment: two codes ("B1/B2", "A2-B1"), a code off the scale ("B3", "C3",
+"Pre-A1"), and course-book names, which publishers map to different levels ("beginner", "elementary",
+"intermediate", "upper-intermediate", "advanced", "proficiency"), a number, an object, a boolean.
 
 Any default, drop, coercion or renamed field marks the answer partial.
 """
@@ -36,13 +50,15 @@ from backend.llm.recover import (
     titled_item,
     unwrap,
 )
-from backend.schemas.answers import WritingAnalysis
+from backend.llm.extract import Unusable
+from backend.schemas.responses import AnalysisAnswer
 
 LEVELS = ("A1", "A2", "B1", "B2", "C1", "C2")
-LEVEL_NAMES = {"beginner": "A1", "breakthrough": "A1", "elementary": "A2", "pre intermediate": "A2",
-               "waystage": "A2", "intermediate": "B1", "threshold": "B1", "upper intermediate": "B2",
-               "vantage": "B2", "advanced": "C1", "proficiency": "C2", "proficient": "C2", "mastery": "C2"}
-_LEVEL_TOKEN = re.compile(r"(?<![A-Za-z0-9])([ABCabc][12])(?![0-9])")
+# The CEFR's own names, one level each; course-book names ("intermediate") span levels and are not read.
+LEVEL_NAMES = {"breakthrough": "A1", "waystage": "A2", "threshold": "B1", "vantage": "B2",
+               "effective operational proficiency": "C1", "mastery": "C2"}
+# A level code; "pre" before it ("Pre-A1") names a level below the scale, which is no level of ours.
+_LEVEL_TOKEN = re.compile(r"(?<![A-Za-z0-9])(pre[\s_-]?)?([ABCabc][12])(?![0-9])", re.I)
 ERROR_TYPES = {
     "grammar": ("grammar", "grammatical", "tense", "verb tense", "agreement", "subject verb agreement",
                 "word order", "article", "articles", "preposition", "prepositions", "syntax"),
@@ -77,17 +93,21 @@ CEFR_ALIASES = {"level": ("cefr_level", "cefr"), "confidence": ("certainty", "co
 KNOWN = {*ALIASES, *(a for names in ALIASES.values() for a in names), "cefr_level"}
 
 
-def recover_analysis(data: Any, context: Mapping[str, Any], notes: Notes) -> WritingAnalysis:
-    """Build a WritingAnalysis from whatever the model sent, noting each change; Unusable without a level."""
+def recover_analysis(data: Any, context: Mapping[str, Any], notes: Notes) -> AnalysisAnswer:
+    """Build the analysis from whatever the model sent, noting each change; Unusable when nothing in it helps."""
     obj = unwrap(data, KNOWN, notes, object_fields={"cefr_assessment", *ALIASES["cefr_assessment"]})
     if not isinstance(obj, dict):
         return require(MISSING, "analysis object")
     field = {name: pick(obj, name, aliases, notes, name) for name, aliases in ALIASES.items()}
     cefr = _cefr(field["cefr_assessment"], obj, notes)
-    learner_text = str(context.get("text", ""))
-    return WritingAnalysis(
-        errors=_errors(field["errors"], learner_text, notes),
-        feedback=default(text(field["feedback"], notes, "feedback", joiner=" "), "", notes, "feedback"),
+    errors = _errors(field["errors"], str(context.get("text", "")), notes)
+    feedback = default(text(field["feedback"], notes, "feedback", joiner=" "), "", notes, "feedback")
+    if cefr is None and not errors and not feedback.strip():
+        raise Unusable("the answer has no CEFR level (cefr_assessment.level, one of A1..C2), no feedback "
+                       "and no error found in the learner's text")
+    return AnalysisAnswer(
+        errors=errors,
+        feedback=feedback,
         strengths=default(text_list(field["strengths"], notes, "strengths"), [], notes, "strengths"),
         improvement_areas=default(text_list(field["improvement_areas"], notes, "improvement_areas"), [], notes,
                                   "improvement_areas"),
@@ -96,20 +116,29 @@ def recover_analysis(data: Any, context: Mapping[str, Any], notes: Notes) -> Wri
     )
 
 
-def _cefr(value: Any, obj: Mapping[str, Any], notes: Notes) -> dict[str, Any]:
-    """The assessment; a bare level string or a flat ``cefr_level`` key also count."""
+def _cefr(value: Any, obj: Mapping[str, Any], notes: Notes) -> dict[str, Any] | None:
+    """The assessment, or None (noted) without a trustworthy level; a bare level string or a flat ``cefr_level``
+    key also count."""
     if value is MISSING:
         flat = pick(obj, "cefr_level", (), notes, "cefr_assessment")
         value = {"level": flat} if flat is not MISSING else MISSING
         if value is not MISSING:
             notes.note("renamed", "cefr_assessment")
-    elif isinstance(value, str):
+    elif isinstance(value, (str, list)):
         notes.note("coerced", "cefr_assessment")
         value = {"level": value}
-    if not isinstance(value, dict):
-        return require(MISSING, "CEFR level (cefr_assessment.level, one of A1..C2)")
-    got = {name: pick(value, name, aliases, notes, f"cefr_assessment.{name}") for name, aliases in CEFR_ALIASES.items()}
-    level = require(level_of(got["level"], notes), "CEFR level (cefr_assessment.level, one of A1..C2)")
+    if value is MISSING or value is None:
+        notes.note("defaults", "cefr_assessment")
+        return None
+    # Read into notes of its own: an assessment dropped for want of a level is noted as dropped, nothing more.
+    own = Notes()
+    got = ({name: pick(value, name, aliases, own, f"cefr_assessment.{name}")
+            for name, aliases in CEFR_ALIASES.items()} if isinstance(value, dict) else None)
+    level = MISSING if got is None else level_of(got["level"], own)
+    if got is None or level is MISSING:
+        notes.note("dropped", "cefr_assessment")
+        return None
+    notes.absorb(own)
     confidence = number(got["confidence"], notes, "cefr_assessment.confidence")
     if confidence is not MISSING and not 0.0 <= confidence <= 1.0:
         # 72 may mean 72 % or something else entirely: claim nothing rather than guess (or clamp to certainty).
@@ -122,15 +151,23 @@ def _cefr(value: Any, obj: Mapping[str, Any], notes: Notes) -> dict[str, Any]:
 
 
 def level_of(value: Any, notes: Notes) -> Any:
-    """A CEFR level read from a string, or MISSING when there is none or more than one."""
+    """A CEFR level read from a string when unambiguous (see the module's docstring), else MISSING."""
     path = "cefr_assessment.level"
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        notes.note("coerced", path)
+        value = value[0]
     if not isinstance(value, str):
         if value is not MISSING and value is not None:
             notes.note("dropped", path)
         return MISSING
-    tokens = {t.upper() for t in _LEVEL_TOKEN.findall(value)}
-    name = _label(value)
-    level = tokens.pop() if len(tokens) == 1 else (LEVEL_NAMES.get(name) if not tokens else None)
+    found = _LEVEL_TOKEN.findall(value)
+    codes = {code.upper() for _, code in found}
+    if any(pre for pre, _ in found):
+        level = None
+    elif codes:
+        level = codes.pop() if len(codes) == 1 else None
+    else:
+        level = LEVEL_NAMES.get(_label(value))
     if level is None:
         notes.note("dropped", path)
         return MISSING

@@ -1,4 +1,4 @@
-"""Ask Gemini for an operation's JSON, and ask once more, stating the problem, when the answer is unusable."""
+"""Ask a language model for an operation's JSON, and ask once more, stating the problem, when the answer is unusable."""
 from __future__ import annotations
 
 import logging
@@ -17,7 +17,7 @@ from backend.llm.parse import (
 )
 
 if TYPE_CHECKING:
-    from backend.providers.gemini import GeminiClient
+    from backend.llm.client import LLMClient
 
 logger = logging.getLogger("backend.llm")
 M = TypeVar("M", bound=BaseModel)
@@ -25,7 +25,7 @@ M = TypeVar("M", bound=BaseModel)
 MIN_REASK_SECONDS = 1.0
 
 
-def ask_json(gemini: GeminiClient, operation: Operation[M], *, system: str, prompt: str, timeout: float,
+def ask_json(client: LLMClient, operation: Operation[M], *, system: str, prompt: str, timeout: float,
              context: Mapping[str, Any] | None = None, reask: Callable[[str], str] | None = None,
              max_repair_chars: int = DEFAULT_MAX_REPAIR_CHARS) -> ParseResult[M]:
     """Return the parsed answer; with ``reask`` (reason -> prompt), ask once more after an unusable one."""
@@ -34,7 +34,7 @@ def ask_json(gemini: GeminiClient, operation: Operation[M], *, system: str, prom
     deadline = time.monotonic() + timeout
 
     def attempt(text_prompt: str, seconds: float) -> ParseResult[M]:
-        answer = gemini.generate_json(system=system, prompt=text_prompt, schema=operation.model, timeout=seconds)
+        answer = client.generate_json(system=system, prompt=text_prompt, schema=operation.model, timeout=seconds)
         return parse_model_output(answer.text, operation, context=context, truncated=answer.truncated,
                                   max_repair_chars=max_repair_chars)
 
@@ -50,4 +50,4 @@ def ask_json(gemini: GeminiClient, operation: Operation[M], *, system: str, prom
         return attempt(reask(reason), remaining)
     except ProviderBadResponse as second:
         again = second.reason if isinstance(second, UnusableAnswer) else second.message
-        raise UnusableAnswer(f"{again} (also after asking again)", provider=second.provider or "gemini") from None
+        raise UnusableAnswer(f"{again} (also after asking again)", provider=second.provider or client.provider) from None

@@ -5,8 +5,11 @@ Subtopics:
 | field                    | missing or unusable                  | checks                                      |
 | ------------------------ | ------------------------------------ | ------------------------------------------- |
 | subtopics                | essential: none usable, unusable     | each needs a title (a bare string is one);  |
-|                          |                                      | repeated titles are dropped                 |
-| subtopics[].description  | ""                                   | a string (a list of strings joined)         |
+|                          |                                      | repeated titles are dropped; one object is  |
+|                          |                                      | a list of one; an object of title ->        |
+|                          |                                      | description a list of subtopics             |
+| subtopics[].description  | ""                                   | a string (a list or object of strings       |
+|                          |                                      | joined with spaces)                         |
 | topic                    | always the requested one (not partial) | -                                         |
 
 Fewer subtopics than requested marks the answer partial. More are cut to the requested count without
@@ -17,10 +20,17 @@ Explanation:
 
 | field                    | missing or unusable                  | checks                                      |
 | ------------------------ | ------------------------------------ | ------------------------------------------- |
-| explanation              | essential: without it, unusable      | a string (a list of paragraphs joined)      |
+| explanation              | essential: without any text in it,   | a string; a list or an object of strings is |
+|                          | unusable                             | joined (below)                              |
 | title                    | the requested subtopic's name        | a string                                    |
 | key_points, examples     | []                                   | non-empty strings; one string becomes a     |
-|                          |                                      | list of one                                 |
+|                          |                                      | list of one, an object its values           |
+
+An explanation given as a list or an object ({"intro": "...", "details": "..."}) is joined into one text: its
+strings in order (an object's values; its keys are labels and are left out), one paragraph each, separated by
+a blank line; strings in nested lists and objects count too, up to three levels down; numbers, booleans and
+nulls inside are dropped. Inside such an object, a ``title``, ``key_points`` or ``examples`` is no paragraph:
+it is taken as that field when the answer lacks it at the top. Any of this marks the answer partial.
 """
 from __future__ import annotations
 
@@ -30,6 +40,7 @@ from backend.llm.recover import (
     MISSING,
     Notes,
     default,
+    normal_key,
     objects,
     pick,
     require,
@@ -51,6 +62,10 @@ EXPLANATION_ALIASES = {
 }
 _SUBTOPICS_KNOWN = {"subtopics", *SUBTOPICS_ALIASES}
 _EXPLANATION_KNOWN = {*EXPLANATION_ALIASES, *(a for names in EXPLANATION_ALIASES.values() for a in names)}
+# The other fields' names, which an explanation given as an object may hold besides its paragraphs.
+_BESIDE_TEXT = {normal_key(name): field for field in ("title", "key_points", "examples")
+                for name in (field, *EXPLANATION_ALIASES[field])}
+_TITLE_KEYS = {"title", *SUBTOPIC_ALIASES["title"]}
 
 
 def recover_subtopics(data: Any, context: Mapping[str, Any], notes: Notes) -> SubtopicList:
@@ -60,6 +75,8 @@ def recover_subtopics(data: Any, context: Mapping[str, Any], notes: Notes) -> Su
         data = {"subtopics": data}
     obj = unwrap(data, _SUBTOPICS_KNOWN, notes)
     raw = pick(obj, "subtopics", SUBTOPICS_ALIASES, notes, "subtopics") if isinstance(obj, dict) else MISSING
+    if isinstance(raw, dict) and raw and not _TITLE_KEYS & {normal_key(k) for k in raw}:
+        raw = _from_mapping(raw, notes)
     subtopics, seen = [], set()
     for index, item in objects(raw, notes, "subtopics"):
         path, item_notes = f"subtopics[{index}]", Notes()
@@ -77,12 +94,24 @@ def recover_subtopics(data: Any, context: Mapping[str, Any], notes: Notes) -> Su
     return SubtopicList(topic=str(context.get("topic", "")), subtopics=subtopics[:count])
 
 
+def _from_mapping(raw: dict[str, Any], notes: Notes) -> list[Any]:
+    """Subtopics sent as an object: {"Title": "description"} pairs, or numbered items {"1": ..., "2": ...}."""
+    notes.note("coerced", "subtopics")
+    if all(str(key).strip().isdigit() for key in raw):
+        return list(raw.values())
+    return [value if isinstance(value, dict) and _TITLE_KEYS & {normal_key(k) for k in value}
+            else {**value, "title": key} if isinstance(value, dict)
+            else {"title": key, "description": value} for key, value in raw.items()]
+
+
 def recover_explanation(data: Any, context: Mapping[str, Any], notes: Notes) -> TopicExplanation:
     """Build a TopicExplanation; Unusable without the explanation text itself."""
     obj = unwrap(data, _EXPLANATION_KNOWN, notes)
     if not isinstance(obj, dict):
         return require(MISSING, "explanation object")
     got = {name: pick(obj, name, aliases, notes, name) for name, aliases in EXPLANATION_ALIASES.items()}
+    if isinstance(got["explanation"], dict):
+        got = _lift(got, notes)
     body = text(got["explanation"], notes, "explanation", joiner="\n\n")
     require("" if body is MISSING else body.strip(), "explanation text")
     title = text(got["title"], notes, "title")
@@ -94,3 +123,20 @@ def recover_explanation(data: Any, context: Mapping[str, Any], notes: Notes) -> 
         key_points=default(text_list(got["key_points"], notes, "key_points"), [], notes, "key_points"),
         examples=default(text_list(got["examples"], notes, "examples"), [], notes, "examples"),
     )
+
+
+def _lift(got: dict[str, Any], notes: Notes) -> dict[str, Any]:
+    """Take a title, key points or examples out of an explanation given as an object (they are no paragraphs),
+    as those fields when the answer lacks them at the top."""
+    paragraphs = {}
+    got = dict(got)
+    for key, value in got["explanation"].items():
+        field = _BESIDE_TEXT.get(normal_key(key))
+        if field is None:
+            paragraphs[key] = value
+            continue
+        if got[field] is MISSING:
+            notes.note("unwrapped", field)
+            got[field] = value
+    got["explanation"] = paragraphs
+    return got

@@ -22,10 +22,12 @@ DEFAULT_MAX_REPAIR_CHARS = 20_000
 
 @dataclass(frozen=True)
 class Operation(Generic[M]):
-    """An AI operation's answer: its schema, its recovery rules, and its name in metrics and logs."""
+    """An AI operation's answer: the schema the model is asked for, the recovery rules that build what is kept
+    of its answer (``M``, which may be looser: an analysis without a trustworthy level keeps a null one), and
+    its name in metrics and logs."""
 
     source: str
-    model: type[M]
+    model: type[BaseModel]
     recover: Callable[[Any, Mapping[str, Any], Notes], M]
 
 

@@ -60,10 +60,14 @@ def unwrap(data: Any, known: set[str], notes: Notes, *, object_fields: frozenset
            depth: int = 2) -> Any:
     """Step into wrappers: {"analysis": {...}} without our keys, or one of our keys holding the whole answer."""
     # ``object_fields`` hold objects of their own: a lone {"cefr_assessment": {...}} is an answer, not a wrapper.
+    # A lone one of our keys wraps the answer only when the object inside holds our keys too: a lone
+    # {"explanation": {"intro": ..., "details": ...}} is that field given as an object, not the whole answer.
     while depth and isinstance(data, dict):
         keys = {normal_key(k) for k in data}
         inner = [v for v in data.values() if isinstance(v, dict)]
-        wrapper = (not known & keys and len(inner) == 1) or (len(data) == 1 and inner and not keys & object_fields)
+        lone = len(data) == 1 and bool(inner) and not keys & object_fields
+        wrapper = (not known & keys and len(inner) == 1) or (
+            lone and (not known & keys or bool(known & {normal_key(k) for k in inner[0]})))
         if not wrapper:
             break
         notes.note("unwrapped", "$")
@@ -72,28 +76,67 @@ def unwrap(data: Any, known: set[str], notes: Notes, *, object_fields: frozenset
 
 
 def text(value: Any, notes: Notes, path: str, *, joiner: str | None = None) -> Any:
-    """A string; a number or a one-string list becomes one; a list of strings is joined only for prose."""
+    """A string; a number or a one-string list becomes one; only prose (``joiner``) takes lists and objects."""
     if isinstance(value, str):
         return value
     if _finite_number(value):
         notes.note("coerced", path)
         return str(value)
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        if len(value) == 1 or joiner is not None:
-            notes.note("coerced", path)
-            return (joiner or "").join(v.strip() for v in value)
+    if joiner is not None and isinstance(value, (list, dict)):
+        return prose(value, notes, path, joiner)
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        notes.note("coerced", path)
+        return value[0].strip()
     if value is not MISSING and value is not None:
-        notes.note("dropped", path)  # an object or a mixed list: no single honest reading
+        notes.note("dropped", path)  # an object or a list where one short text was asked: no single honest reading
     return MISSING
 
 
+def prose(value: list[Any] | dict[str, Any], notes: Notes, path: str, joiner: str) -> Any:
+    """The strings of a list or an object (its values, in order; nested ones too) joined into one text."""
+    # Keys are labels ("intro", "details"), not text: only values are kept. Numbers, booleans and nulls
+    # inside are dropped, not printed: "1" as a paragraph is no part of an explanation.
+    parts: list[str] = []
+    skipped = _strings_in(value, parts, PROSE_DEPTH)
+    if not parts:
+        notes.note("dropped", path)
+        return MISSING
+    notes.note("coerced", path)
+    if skipped:
+        notes.note("dropped", path)
+    return joiner.join(parts)
+
+
+# How deep prose is looked for in nested lists and objects: {"intro": ..., "details": {"a": [...]}} at most.
+PROSE_DEPTH = 3
+
+
+def _strings_in(value: Any, found: list[str], depth: int) -> bool:
+    """Append the non-blank strings in ``value`` to ``found`` in order; whether anything else was skipped."""
+    if isinstance(value, str):
+        if value.strip():
+            found.append(value.strip())
+        return False
+    if isinstance(value, (list, dict)) and depth > 0:
+        items = value.values() if isinstance(value, dict) else value
+        skipped = False
+        for item in items:
+            skipped = _strings_in(item, found, depth - 1) or skipped
+        return skipped
+    return value is not None and not (isinstance(value, (list, dict)) and not value)
+
+
 def text_list(value: Any, notes: Notes, path: str) -> Any:
-    """A list of non-empty strings; a single string becomes a one-element list; other items are dropped."""
+    """A list of non-empty strings; a single string becomes a one-element list, an object the list of its values
+    (keys are labels: {"1": "...", "2": "..."}); other items are dropped."""
     if isinstance(value, str):
         if not value.strip():
             return MISSING
         notes.note("coerced", path)
         return [value]
+    if isinstance(value, dict) and value:
+        notes.note("coerced", path)
+        value = list(value.values())
     if not isinstance(value, list):
         if value is not MISSING and value is not None:
             notes.note("dropped", path)

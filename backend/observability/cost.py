@@ -54,8 +54,8 @@ def avoided(provider: str, reason: str, cost_usd: float) -> None:
 
 
 @dataclass(frozen=True)
-class GeminiPrices:
-    """USD per million tokens; thinking tokens are billed as output."""
+class TokenPrices:
+    """A language model's USD per million tokens; thinking tokens are billed as output."""
 
     input_per_mtok: float
     output_per_mtok: float

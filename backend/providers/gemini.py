@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import httpx2
@@ -24,7 +23,8 @@ from backend.errors import (
     ProviderTimeout,
     timeout_for_input,
 )
-from backend.observability.cost import GeminiPrices, charge
+from backend.llm.client import LLMAnswer
+from backend.observability.cost import TokenPrices, charge
 
 PROVIDER = "gemini"
 logger = logging.getLogger(__name__)
@@ -37,30 +37,17 @@ _BLOCKING_FINISH = {"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "
 INPUT_SECONDS_PER_1K_CHARS = 4.0
 
 
-@dataclass(frozen=True)
-class GeminiAnswer:
-    """The model's text with what we need for parsing and cost accounting."""
-
-    text: str
-    finish_reason: str
-    model: str
-    usage: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def truncated(self) -> bool:
-        """Whether the model stopped at the output token limit."""
-        return self.finish_reason == "MAX_TOKENS"
-
-
 class GeminiClient:
-    """A thin adapter: builds the request, makes one call (no SDK retries), maps failures."""
+    """A thin adapter (an LLMClient): builds the request, makes one call (no SDK retries), maps failures."""
+
+    provider = PROVIDER
 
     def __init__(self, *, api_key: str, model: str, base_url: str = "", timeout_seconds: float = 20.0,
-                 max_output_tokens: int = 4096, thinking_budget: int = -1, prices: GeminiPrices | None = None,
+                 max_output_tokens: int = 4096, thinking_budget: int = -1, prices: TokenPrices | None = None,
                  input_seconds_per_1k_chars: float = INPUT_SECONDS_PER_1K_CHARS):
         self.model = model
         self._input_seconds_per_1k_chars = input_seconds_per_1k_chars
-        self._prices = prices or GeminiPrices(0.0, 0.0)
+        self._prices = prices or TokenPrices(0.0, 0.0)
         self._api_key = api_key
         self._base_url = base_url
         self._timeout_seconds = timeout_seconds
@@ -92,7 +79,7 @@ class GeminiClient:
         return len(prompt) / 1000 * self._input_seconds_per_1k_chars
 
     def generate_json(self, *, system: str, prompt: str, schema: type[BaseModel],
-                      timeout: float | None = None) -> GeminiAnswer:
+                      timeout: float | None = None) -> LLMAnswer:
         """Ask for JSON matching ``schema``; raise a ProviderError subclass on any failure."""
         input_seconds = self.input_seconds(prompt)
         limit = self._timeout_seconds + input_seconds
@@ -144,7 +131,7 @@ def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
     return schema.model_json_schema()
 
 
-def _answer_of(response: types.GenerateContentResponse, model: str, usage: dict[str, int]) -> GeminiAnswer:
+def _answer_of(response: types.GenerateContentResponse, model: str, usage: dict[str, int]) -> LLMAnswer:
     """Extract text, finish reason and usage, refusing blocked and empty answers."""
     feedback = response.prompt_feedback
     if feedback is not None and feedback.block_reason is not None:
@@ -160,7 +147,7 @@ def _answer_of(response: types.GenerateContentResponse, model: str, usage: dict[
         raise ProviderBadResponse(f"Gemini stopped the answer ({finish})", provider=PROVIDER)
     if not text.strip():
         raise ProviderBadResponse(f"Gemini returned an empty answer ({finish})", provider=PROVIDER)
-    return GeminiAnswer(text=text, finish_reason=finish, model=response.model_version or model,
+    return LLMAnswer(text=text, finish_reason=finish, model=response.model_version or model,
                         usage=usage)
 
 

@@ -5,11 +5,22 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, Field
 
-from backend.schemas.answers import Subtopic, TopicExplanation, WritingAnalysis
+from backend.schemas.answers import CefrAssessment, Subtopic, TopicExplanation, WritingAnalysis
 
 
-class AnalysisResult(WritingAnalysis):
-    partial: bool = Field(description="True when the model's answer had to be repaired or completed")
+class AnalysisAnswer(WritingAnalysis):
+    """A writing analysis as recovered from the model's answer: the level may be missing, never invented.
+
+    The model is still asked for a level (WritingAnalysis requires one); this is what is kept of its answer."""
+
+    cefr_assessment: Optional[CefrAssessment] = Field(
+        description="null when the model gave no level that could be read unambiguously as A1..C2 "
+                    "(partial is then true); a level is never invented")
+
+
+class AnalysisResult(AnalysisAnswer):
+    partial: bool = Field(description="True when the model's answer had to be repaired, completed with defaults, "
+                                      "or had parts dropped (such as a CEFR level that could not be read)")
 
 
 class SubtopicsResult(BaseModel):

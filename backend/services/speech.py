@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from backend.errors import ProviderNotConfigured, ValidationFailed
+from backend.errors import ValidationFailed
 from backend.media.audio import DecodedAudio
 from backend.observability.cost import charge
 from backend.resilience.policy import Outcome, ProviderPolicy
 from backend.services.keys import cache_key
+from backend.services.language_model import configured
 
 MAX_ASSESSMENT_SECONDS = 30.0  # Azure assesses at most 30 s of audio
-
-NOT_CONFIGURED = ("Azure Speech is not configured: set AZURE_SPEECH_KEY and AZURE_SPEECH_REGION "
-                  "(or AZURE_SPEECH_HOST for a container or proxy)")
 
 if TYPE_CHECKING:
     from backend.providers.azure_speech import AzureSpeechClient
@@ -21,17 +19,16 @@ if TYPE_CHECKING:
 class SpeechService:
     """Runs Azure Speech on audio already decoded to 16 kHz mono PCM."""
 
-    def __init__(self, azure: AzureSpeechClient | None, transcribe_policy: ProviderPolicy,
+    def __init__(self, azure: AzureSpeechClient | None, not_configured: str, transcribe_policy: ProviderPolicy,
                  pronunciation_policy: ProviderPolicy, price_per_hour: dict[str, float] | None = None):
         self._azure = azure
+        self._not_configured = not_configured
         self._price_per_hour = price_per_hour or {}
         self._transcribe_policy = transcribe_policy
         self._pronunciation_policy = pronunciation_policy
 
     def _client(self) -> AzureSpeechClient:
-        if self._azure is None:
-            raise ProviderNotConfigured(NOT_CONFIGURED, provider="azure_speech")
-        return self._azure
+        return configured(self._azure, "azure_speech", self._not_configured)
 
     def transcribe(self, audio: DecodedAudio, language: str) -> Outcome:
         """Return the transcript of the whole recording."""

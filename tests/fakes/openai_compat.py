@@ -120,7 +120,8 @@ class FakeOpenAI:
         return self._calls
 
     def stats(self):
-        """Calls in total, per kind and per model, the last request and its headers, script entries, connections."""
+        """Calls in total, per kind (a stream counts as stream whatever its format; invalid: unreadable bodies)
+        and per model, the last request and its headers (no Authorization), script entries, connections opened."""
         with self._lock:
             return {"calls": self._calls, "by_kind": dict(self._by_kind), "by_model": dict(self._by_model),
                     "last_request": self._last, "last_headers": self._last_headers,
@@ -138,7 +139,7 @@ class FakeOpenAI:
             self._last = request
             self._last_headers = {k.lower(): v for k, v in headers.items() if k.lower() != "authorization"}
             cfg = dict(self.config)
-            if self._script:
+            if self._script and kind != "invalid":  # an unreadable request does not use up a script entry
                 return cfg, self._script.pop(0), None
             fault = None
             if cfg["fail_next"] > 0:

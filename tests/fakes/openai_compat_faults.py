@@ -8,12 +8,12 @@ HTTP_ERRORS = {
     "404": (404, "invalid_request_error", "model", "model_not_found",
             "The model `{model}` does not exist or you do not have access to it."),
     "429": (429, "requests", None, "rate_limit_exceeded",
-            "Rate limit reached for {model} in organization org-fake on requests per min (RPM): Limit 60, Used 60, "
-            "Requested 1. Please try again in {retry_after}s. Visit https://platform.openai.com/account/rate-limits "
-            "to learn more."),
+            ("Rate limit reached for {model} in organization org-fake on requests per min (RPM): Limit 60, Used 60, "
+             "Requested 1. Please try again in {retry_after}s. Visit https://platform.openai.com/account/rate-limits "
+             "to learn more.")),
     "quota": (429, "insufficient_quota", None, "insufficient_quota",
-              "You exceeded your current quota, please check your plan and billing details. For more information on "
-              "this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors."),
+              ("You exceeded your current quota, please check your plan and billing details. For more information "
+               "on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.")),
     "500": (500, "server_error", None, None,
             "The server had an error while processing your request. Sorry about that!"),
     "503": (503, "server_error", None, None, "The engine is currently overloaded, please try again later."),

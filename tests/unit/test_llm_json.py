@@ -17,6 +17,7 @@ from backend.llm.recover import MISSING, Notes
 from backend.providers.gemini import GeminiClient
 from backend.resilience.policy import ProviderPolicy
 from backend.services.analysis import AnalysisService
+from backend.services.language_model import LanguageModel
 from tests.conftest import FAKE_PROVIDER_KEY
 from tests.corpus import load_results
 from tests.envelope import assert_error, assert_ok
@@ -144,8 +145,8 @@ def test_metrics_count_failures_repairs_by_kind_and_time(caplog):
 def _service(fake_gemini, *, reask: bool) -> AnalysisService:
     client = GeminiClient(api_key=FAKE_PROVIDER_KEY, model="gemini-test", base_url=fake_gemini.base_url,
                           timeout_seconds=5)
-    return AnalysisService(client, ProviderPolicy("gemini", "analyze", deadline_seconds=10), "gemini-test",
-                           reask=reask)
+    model = LanguageModel(client, "not configured", reask=reask)
+    return AnalysisService(model, ProviderPolicy("gemini", "analyze", deadline_seconds=10))
 
 
 def test_without_reask_an_unusable_answer_fails_at_once(fake_gemini):

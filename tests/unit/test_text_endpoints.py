@@ -119,6 +119,6 @@ def test_thinking_gets_its_own_budget_on_top_of_the_answer(make_app, auth, fake_
 
 def test_warm_up_prepares_the_gemini_client_without_calling_gemini(make_app, fake_gemini):
     backend = make_app().extensions["backend"]
-    assert backend.gemini._client is None  # built lazily, after the fork
+    assert backend.providers["gemini"].client._client is None  # built lazily, after the fork
     backend.warm_up()
-    assert backend.gemini._client is not None and fake_gemini.calls == 0
+    assert backend.providers["gemini"].client._client is not None and fake_gemini.calls == 0
