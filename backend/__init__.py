@@ -43,8 +43,9 @@ def configure_flask(app: Flask, settings: Settings) -> None:
     # Set before any route is added (rules take the map's setting when bound).
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
-    app.json.sort_keys = False
-    app.json.compact = True
+    # Flask's default JSON provider has both; its base class does not say so.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.compact = True  # type: ignore[attr-defined]
     app.testing = settings.app_env == "testing"
 
 
@@ -54,7 +55,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     from backend.http.context import EXTENSION
     from backend.http.hygiene import init_http_hygiene
     from backend.observability.access_log import init_access_log
-    from backend.observability.live_gauges import live_registry
+    from backend.monitoring.live_gauges import live_registry
     from backend.observability.request_id import init_request_id
     from backend.observability.summary import MetricsSummary
 

@@ -9,6 +9,7 @@ from typing import Any
 from backend.llm.parse import ANALYSIS, EXPLANATION, SUBTOPICS
 from backend.media.fetch import AudioFetcher
 from backend.observability.cost import TokenPrices
+from backend.providers import local_analysis
 from backend.providers.registry import Provider, ProviderRegistry
 from backend.resilience.breaker import CircuitBreaker
 from backend.resilience.breaker_state import BreakerConfig
@@ -18,12 +19,14 @@ from backend.resilience.retry import RetryPolicy
 from backend.resilience.shared_state import SharedState, build_shared_state
 from backend.services.analysis import AnalysisService
 from backend.services.content import ContentService
-from backend.services.language_model import LanguageModel
+from backend.services.language_model import LanguageModel, Route
 from backend.services.speech import SpeechService
 from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# Language models in order of preference: the primary, then stand-ins for its outages.
+LANGUAGE_MODELS = ("gemini", "fallback")
 GEMINI_NOT_CONFIGURED = "Gemini is not configured: set GEMINI_API_KEY (and GEMINI_BASE_URL to use a proxy)"
 AZURE_NOT_CONFIGURED = ("Azure Speech is not configured: set AZURE_SPEECH_KEY and AZURE_SPEECH_REGION "
                         "(or AZURE_SPEECH_HOST for a container or proxy)")
@@ -49,9 +52,13 @@ class Backend:
 
     def warm_up(self) -> None:
         """Prepare, without any provider call, what the first requests of a new worker would otherwise wait for."""
-        client = self.language_model.client
-        if client is not None:
-            client.warm_up(operation.model for operation in (ANALYSIS, SUBTOPICS, EXPLANATION))
+        for name in LANGUAGE_MODELS:
+            client = self.providers[name].client if name in self.providers else None
+            if client is not None:
+                client.warm_up([operation.model for operation in (ANALYSIS, SUBTOPICS, EXPLANATION)])
+        # English only (0.3 s, +2 MiB of word lists): the other languages load on first use (0.1-0.85 s each),
+        # so that workers starting together do not each hold 150 MB of loading peak.
+        local_analysis.warm_up(["en"])
 
     def close(self) -> None:
         """Release provider connections and thread pools (on worker exit)."""
@@ -71,12 +78,20 @@ def build_backend(settings: Settings) -> Backend:
     retry = RetryPolicy(settings.retry_max_attempts, retry_after_cap=settings.retry_after_cap_seconds)
 
     def policy(provider: str, operation: str) -> ProviderPolicy:
+        # A stand-in's answers are kept only briefly, like partial ones: the primary's replace them soon.
+        stand_in = provider != LANGUAGE_MODELS[0] and provider in LANGUAGE_MODELS
         return ProviderPolicy(provider, operation, deadline_seconds=settings.request_deadline_seconds,
                               cache=shared.cache, flights=shared.flights, breaker=providers[provider].breaker,
                               bulkhead=providers[provider].bulkhead, retry=retry,
-                              partial_ttl=settings.cache_partial_ttl_seconds)
+                              partial_ttl=settings.cache_partial_ttl_seconds,
+                              ttl=settings.cache_partial_ttl_seconds if stand_in else None)
 
-    language_model = LanguageModel(providers["gemini"].client, GEMINI_NOT_CONFIGURED, reask=settings.llm_reask,
+    def routes(operation: str) -> list[Route]:
+        """The configured language models for one operation, in order of preference."""
+        return [Route(client, policy(name, operation)) for name in LANGUAGE_MODELS
+                if name in providers and (client := providers[name].client) is not None]
+
+    language_model = LanguageModel(GEMINI_NOT_CONFIGURED, reask=settings.llm_reask,
                                    max_repair_chars=settings.llm_max_repair_chars)
     return Backend(
         settings=settings, shared=shared, providers=providers, language_model=language_model,
@@ -85,8 +100,12 @@ def build_backend(settings: Settings) -> Backend:
                                    min_bytes_per_second=settings.audio_url_min_bytes_per_second,
                                    allow_http=settings.audio_url_allow_http,
                                    allow_private=settings.audio_url_allow_private),
-        analysis=AnalysisService(language_model, policy("gemini", "analyze")),
-        content=ContentService(language_model, policy("gemini", "create_subtopics"), policy("gemini", "explanation")),
+        analysis=AnalysisService(language_model, routes("analyze"), local=(
+            # The in-process answer when no language model can give one: cached briefly, like a stand-in's.
+            ProviderPolicy(local_analysis.PROVIDER, "analyze", deadline_seconds=settings.request_deadline_seconds,
+                           cache=shared.cache, ttl=settings.cache_partial_ttl_seconds),
+            lambda inputs: local_analysis.analyze(inputs["text"]))),
+        content=ContentService(language_model, routes("create_subtopics"), routes("explanation")),
         speech=SpeechService(providers["azure_speech"].client, AZURE_NOT_CONFIGURED,
                              policy("azure_speech", "transcribe"), policy("azure_speech", "pronunciation"),
                              price_per_hour={"transcribe": settings.price_azure_speech_per_hour,

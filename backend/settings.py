@@ -11,6 +11,8 @@ from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backend.schemas.hosts import parse_allowed_hosts
+
 
 class ConfigError(RuntimeError):
     """The configuration cannot be used; the message names the variable."""
@@ -64,6 +66,19 @@ class Settings(BaseSettings):
     # Longer model answers are not handed to json-repair, whose cost grows faster than linearly.
     llm_max_repair_chars: int = Field(20_000, ge=1_000, le=1_000_000)
 
+    # Fallback language model: an OpenAI-compatible chat-completions server (OpenAI, Azure OpenAI, vLLM, Ollama,
+    # llama.cpp, a LiteLLM proxy). The base URL includes the API prefix (https://api.openai.com/v1,
+    # http://ollama:11434/v1); empty = no fallback. An empty key is sent as a dummy (keyless local servers).
+    fallback_llm_base_url: str = ""
+    fallback_llm_api_key: SecretStr = SecretStr("")
+    fallback_llm_model: str = Field("gpt-4o-mini", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+$")
+    fallback_llm_timeout_seconds: float = Field(20.0, gt=0, le=600)
+    # json_schema (the server enforces the answer's schema), json_object (the schema goes in the prompt: older
+    # vLLM, llama.cpp, Ollama, many proxies) or auto (json_schema until the server refuses it, then json_object).
+    fallback_llm_json_mode: Literal["auto", "json_schema", "json_object"] = "auto"
+    # Bulkhead for fallback calls per worker process; unset: the same rule as GEMINI_MAX_CONCURRENCY.
+    fallback_llm_max_concurrency: int | None = Field(None, ge=1, le=1024)
+
     azure_speech_key: SecretStr = SecretStr("")
     azure_speech_region: str = ""
     azure_speech_host: str = ""
@@ -91,6 +106,9 @@ class Settings(BaseSettings):
     # (thinking tokens bill as output) and USD per hour of audio sent to Azure Speech.
     price_gemini_input_per_mtok: float = Field(0.30, ge=0)
     price_gemini_output_per_mtok: float = Field(2.50, ge=0)
+    # The fallback model's USD per million tokens (defaults: gpt-4o-mini's list price; 0 for a self-hosted one).
+    price_fallback_input_per_mtok: float = Field(0.15, ge=0)
+    price_fallback_output_per_mtok: float = Field(0.60, ge=0)
     price_azure_speech_per_hour: float = Field(1.00, ge=0)
     price_azure_pronunciation_per_hour: float = Field(1.30, ge=0)
 
@@ -130,7 +148,8 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("gemini_max_concurrency", "audio_url_max_concurrency", mode="before")
+    @field_validator("gemini_max_concurrency", "audio_url_max_concurrency", "fallback_llm_max_concurrency",
+                     mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -158,6 +177,14 @@ class Settings(BaseSettings):
     def _valid_base_url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must be an absolute URL (http(s):// or ws(s)://)")
+        return value.rstrip("/")
+
+    @field_validator("fallback_llm_base_url")
+    @classmethod
+    def _valid_http_base_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and (not value.startswith(("http://", "https://")) or not value.split("://", 1)[1].strip("/")):
+            raise ValueError("must be an absolute http(s):// URL, e.g. https://api.openai.com/v1")
         return value.rstrip("/")
 
     @field_validator("api_keys")
@@ -206,10 +233,6 @@ class Settings(BaseSettings):
     @field_validator("audio_url_allowed_hosts")
     @classmethod
     def _valid_audio_hosts(cls, value: str) -> str:
-        from backend.media.fetch_rules import (
-            parse_allowed_hosts,  # the fetch owns the entry syntax
-        )
-
         parse_allowed_hosts(_split(value))  # "host", "host:port" or "[ipv6]:port"; raises naming the bad entry
         return value
 
@@ -266,6 +289,16 @@ class Settings(BaseSettings):
     def gemini_configured(self) -> bool:
         """Whether Gemini calls can be made."""
         return bool(self.gemini_api_key.get_secret_value())
+
+    @property
+    def fallback_configured(self) -> bool:
+        """Whether a fallback language model is set (a key is optional: local servers need none)."""
+        return bool(self.fallback_llm_base_url)
+
+    @property
+    def fallback_bulkhead(self) -> int:
+        """FALLBACK_LLM_MAX_CONCURRENCY, or three quarters of the worker's threads (as Gemini's)."""
+        return self.fallback_llm_max_concurrency or max(1, self.web_threads * 3 // 4)
 
     @property
     def azure_configured(self) -> bool:

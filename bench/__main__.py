@@ -31,6 +31,9 @@ def figures_of(name: str, r: dict | None, out: str) -> tuple[str, str]:
     last = [line for line in out.splitlines() if line.strip()][-1:] or [""]
     if r is None:
         return last[0].strip()[:90], "-"
+    if name == "local_analysis":
+        return (f"CPU p50 {r['cpu_p50_ms']:.1f} / p99 {r['cpu_p99_ms']:.1f} ms; +{r['rss_en_mib']:.0f} MiB en, "
+                f"+{r['rss_all_mib']:.0f} MiB all, load {r['load_all_s']:.1f} s"), "CPU p99 <= 20 ms"
     if name == "hit_throughput":
         return f"hit {r['hit_rps']:.0f}, health {r['health_rps']:.0f} req/s; median round {r['ratio']:.2f}", ">= 0.5"
     if name == "miss_overhead":
@@ -106,12 +109,13 @@ def main() -> int:
           f"Redis is a private redis-server (BENCH_REDIS_URL to use another).")
     print(f"gunicorn layout under test: {'x'.join(map(str, harness.default_layout()))} (WEB_CONCURRENCY x WEB_THREADS)")
 
-    from bench import (cache_tiers, fan_in, gunicorn_settings, hit_throughput, load_test, miss_overhead, outage,
-                       parse_corpus, redis_outage, slow_upstream)
+    from bench import (cache_tiers, fan_in, gunicorn_settings, hit_throughput, load_test, local_analysis,
+                       miss_overhead, outage, parse_corpus, redis_outage, slow_upstream)
 
     plan = [
         ("cache_tiers", "cache tier lookup latency", cache_tiers.main),
         ("parse_corpus", "model-output parse corpus", lambda: parse_corpus.main([])),
+        ("local_analysis", "local analysis (degraded answer)", lambda: local_analysis.main([])),
         ("hit_throughput", "cache-hit throughput / health", lambda: hit_throughput.main([])),
         ("miss_overhead", "overhead on a miss", lambda: miss_overhead.main([])),
         ("slow_upstream", "slow upstream (1 s), default", lambda: slow_upstream.main([])),

@@ -19,10 +19,12 @@ def audio_request(form_model: type[F], url_model: type[U]) -> tuple[DecodedAudio
     """Return the decoded audio and the validated fields of the request."""
     backend = current_backend()
     settings = backend.settings
+    fields: F | U
     if is_json_request():
-        fields = json_body(url_model)
+        url_fields = json_body(url_model)
         # One fetcher per worker: its bulkhead bounds the downloads in flight in this process.
-        raw = backend.audio_fetcher.fetch(fields.audio_url)
+        raw = backend.audio_fetcher.fetch(getattr(url_fields, "audio_url"))
+        fields = url_fields
     elif request.mimetype == "multipart/form-data":
         upload = request.files.get("audio")
         if upload is None:

@@ -26,7 +26,9 @@ def _services():
 
 
 def _answer(outcome: Outcome) -> Response:
-    return ok(outcome.value, cached=outcome.cached, headers={"X-Cache": outcome.cache})
+    """The envelope of an AI answer: X-Cache says how it was obtained, X-Provider (and meta.provider) who gave it."""
+    return ok(outcome.value, cached=outcome.cached, headers={"X-Cache": outcome.cache, "X-Provider": outcome.provider},
+              provider=outcome.provider)
 
 
 @bp.post("/analyze")

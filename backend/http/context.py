@@ -21,4 +21,4 @@ def backend_of(app: Flask) -> Backend:
 
 def current_backend() -> Backend:
     """The Backend of the app handling the current request or command."""
-    return backend_of(current_app)  # type: ignore[arg-type]  (the proxy stands for the app)
+    return backend_of(current_app)  # type: ignore[arg-type]  # the proxy stands for the app

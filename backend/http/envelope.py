@@ -12,16 +12,20 @@ from backend.errors import AppError
 DEFAULT_RETRY_AFTER_SECONDS = 30
 
 
-def _meta(cached: bool) -> dict[str, Any]:
-    """Build `meta` from what the request recorded in `g`."""
+def _meta(cached: bool, provider: str | None = None) -> dict[str, Any]:
+    """Build `meta` from what the request recorded in `g` (and, on AI answers, the provider that answered)."""
     started = g.get("started_at")
     duration_ms = round((time.perf_counter() - started) * 1000, 1) if started else 0.0
-    return {"request_id": g.get("request_id", ""), "cached": cached, "duration_ms": duration_ms}
+    meta = {"request_id": g.get("request_id", ""), "cached": cached, "duration_ms": duration_ms}
+    if provider:
+        meta["provider"] = provider
+    return meta
 
 
-def ok(data: Any, *, status: int = 200, cached: bool = False, headers: dict[str, str] | None = None) -> Response:
+def ok(data: Any, *, status: int = 200, cached: bool = False, headers: dict[str, str] | None = None,
+       provider: str | None = None) -> Response:
     """Return a success envelope."""
-    response = jsonify({"success": True, "data": data, "error": None, "meta": _meta(cached)})
+    response = jsonify({"success": True, "data": data, "error": None, "meta": _meta(cached, provider)})
     response.status_code = status
     response.headers.update(headers or {})
     return response

@@ -45,8 +45,9 @@ def handle_http_exception(error: HTTPException) -> Response:
         message = f"The request body is larger than allowed (MAX_AUDIO_BYTES = {limit} bytes, plus form fields)"
     app_error = error_type(message, status=status)
     response = fail(app_error)
-    if status == 405 and error.valid_methods:
-        response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+    allowed = getattr(error, "valid_methods", None)  # werkzeug's MethodNotAllowed carries them
+    if status == 405 and allowed:
+        response.headers["Allow"] = ", ".join(sorted(allowed))
     return response
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from flask_limiter import Limit, Limiter, RateLimitExceeded
@@ -75,7 +76,7 @@ def init_rate_limits(app: Flask, settings: Settings, *, ai_blueprint: Blueprint,
     """A limiter for this app, on Redis (fail-fast) when configured, else on this process's memory; per_address
     maps endpoints (of exempt blueprints) to a limit per address of their own."""
     redis_url = settings.redis_url.get_secret_value()
-    options = {"socket_connect_timeout": 0.25, "socket_timeout": 0.25, "retry": Retry(NoBackoff(), 0),
+    options: dict[str, Any] = {"socket_connect_timeout": 0.25, "socket_timeout": 0.25, "retry": Retry(NoBackoff(), 0),
                "health_check_interval": 0} if redis_url else {}
     # flask-limiter would put Retry-After on every limited response, overriding a breaker's own Retry-After
     # on a 503; our 429 envelope sets Retry-After itself, so the limiter's copy goes under another name.

@@ -99,9 +99,15 @@ def _from_mapping(raw: dict[str, Any], notes: Notes) -> list[Any]:
     notes.note("coerced", "subtopics")
     if all(str(key).strip().isdigit() for key in raw):
         return list(raw.values())
-    return [value if isinstance(value, dict) and _TITLE_KEYS & {normal_key(k) for k in value}
-            else {**value, "title": key} if isinstance(value, dict)
-            else {"title": key, "description": value} for key, value in raw.items()]
+    items = []
+    for key, value in raw.items():
+        if not isinstance(value, dict):
+            items.append({"title": key, "description": value})
+        elif _TITLE_KEYS & {normal_key(k) for k in value}:
+            items.append(value)  # an item with a title of its own: the key is only a label
+        else:
+            items.append({**value, "title": key})
+    return items
 
 
 def recover_explanation(data: Any, context: Mapping[str, Any], notes: Notes) -> TopicExplanation:

@@ -11,6 +11,8 @@ from backend.llm.extract import Unusable
 MISSING: Any = object()
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _PERCENT = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
+# How deep prose is looked for in nested lists and objects: {"intro": ..., "details": {"a": [...]}} at most.
+PROSE_DEPTH = 3
 
 
 @dataclass
@@ -105,10 +107,6 @@ def prose(value: list[Any] | dict[str, Any], notes: Notes, path: str, joiner: st
     if skipped:
         notes.note("dropped", path)
     return joiner.join(parts)
-
-
-# How deep prose is looked for in nested lists and objects: {"intro": ..., "details": {"a": [...]}} at most.
-PROSE_DEPTH = 3
 
 
 def _strings_in(value: Any, found: list[str], depth: int) -> bool:

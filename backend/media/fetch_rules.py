@@ -7,9 +7,7 @@ from typing import Iterable
 from urllib.parse import quote, urlsplit
 
 from backend.errors import ValidationFailed
-
-# (host, port) pairs; port None means "the scheme's default port only".
-AllowList = frozenset[tuple[str, int | None]]
+from backend.schemas.hosts import AllowList, normalize_host, parse_allowed_hosts  # noqa: F401  (re-exported)
 
 _MAX_URL_LENGTH = 4096
 # Every printable ASCII character except space: only non-ASCII is percent-encoded in the request target.
@@ -24,43 +22,6 @@ _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 def refuse(message: str) -> ValidationFailed:
     """A 422 about the `audio_url` field."""
     return ValidationFailed(message, status=422, details={"field": "audio_url"})
-
-
-def _normalize_host(host: str) -> str:
-    """Lower-case, drop a trailing dot and IDNA-encode a host name; IP literals are left as written."""
-    host = host.strip().lower().rstrip(".")
-    try:
-        return host.encode("idna").decode("ascii") if host else ""
-    except UnicodeError:
-        return ""
-
-
-def _split_entry(entry: str) -> tuple[str, int | None]:
-    """Split "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address into (host, port or None)."""
-    entry = entry.strip()
-    if entry.startswith("["):
-        host, closed, rest = entry[1:].partition("]")
-        if not closed or (rest and not rest.startswith(":")):
-            raise ValueError(f"{entry!r} is not 'host', 'host:port' or '[ipv6]:port'")
-        port_text = rest[1:] if rest else None
-    elif entry.count(":") == 1:
-        host, port_text = entry.split(":")
-    else:  # a name, an IPv4 address, or an IPv6 address written without brackets (and so without a port)
-        host, port_text = entry, None
-    if port_text is None:
-        port = None
-    elif port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535:
-        port = int(port_text)
-    else:
-        raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535")
-    if not _normalize_host(host):
-        raise ValueError(f"{entry!r} names no valid host")
-    return _normalize_host(host), port
-
-
-def parse_allowed_hosts(entries: Iterable[str]) -> AllowList:
-    """Parse AUDIO_URL_ALLOWED_HOSTS entries, raising ValueError naming the first bad one."""
-    return frozenset(_split_entry(entry) for entry in entries if entry.strip())
 
 
 def check_url(url: str, allowed: AllowList, allow_http: bool) -> tuple[str, str, int, str]:
@@ -82,7 +43,7 @@ def check_url(url: str, allowed: AllowList, allow_http: bool) -> tuple[str, str,
         raise refuse("audio_url must use https" if not allow_http else "audio_url must use http or https")
     if "@" in parts.netloc:
         raise refuse("audio_url must not contain credentials")
-    host = _normalize_host(parts.hostname or "")
+    host = normalize_host(parts.hostname or "")
     if not host:
         raise refuse("audio_url has no valid host")
     ports = {entry_port for entry_host, entry_port in allowed if entry_host == host}

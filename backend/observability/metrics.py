@@ -40,6 +40,9 @@ AI_AUDIO_SECONDS = Counter("ai_audio_seconds_total", "Audio seconds sent to spee
 AI_COST = Counter("ai_cost_usd_total", "Estimated upstream cost in USD", ["provider"])
 AI_COST_AVOIDED = Counter("ai_cost_avoided_usd_total", "Estimated cost avoided in USD", ["provider", "reason"])
 RATE_LIMITED = Counter("rate_limited_total", "Requests refused by a rate limit", ["route"])
+# Which provider answered each AI request (gemini, fallback, local, azure_speech): the fallback share and the
+# degraded (local) answers are ratios of these.
+AI_ANSWERS = Counter("ai_answers_total", "AI answers by the provider that gave them", ["operation", "provider"])
 
 
 def multiprocess_dir() -> str | None:

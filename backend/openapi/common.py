@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-CLIENT = [{"ApiKey": []}, {"Bearer": []}]
-ADMIN = [{"AdminKey": []}]
+CLIENT: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}]
+ADMIN: list[dict[str, list[str]]] = [{"AdminKey": []}]
 _META = {"type": "object", "required": ["request_id", "cached", "duration_ms"], "properties": {
     "request_id": {"type": "string"}, "cached": {"type": "boolean"}, "duration_ms": {"type": "number"}}}
 _DESCRIPTIONS = {400: "The body is not a JSON object", 401: "Missing or wrong key", 403: "Admin endpoints disabled",

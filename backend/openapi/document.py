@@ -34,6 +34,16 @@ ADMIN_ERRORS = (400, 401, 403, 422, 429, 503)
 
 
 # Model output is returned as the model wrote it: a scripted `<script>` in feedback comes back verbatim.
+# What a partial answer keeps, per operation (the rules are in backend/llm/analysis.py and content.py).
+PARTIAL_ANALYSIS = ("An answer the model got partly wrong keeps its usable parts with partial: true: a missing or "
+                    "unreadable CEFR level gives cefr_assessment: null (a level is never invented); dropped or "
+                    "missing lists are empty, missing feedback is an empty string. An answer with no level, no "
+                    "feedback and no error in the learner's text is asked for once more, then answered 502.")
+PARTIAL_EXPLANATION = ("An explanation the model sent as a list or an object of strings is joined into one text "
+                       "(paragraphs separated by a blank line) with partial: true; without any explanation text the "
+                       "answer is asked for once more, then answered 502.")
+PARTIAL_SUBTOPICS = ("partial: true when subtopics had to be completed (a missing description is empty), dropped, "
+                     "or fewer than requested were usable; none usable is asked for once more, then answered 502.")
 UNTRUSTED_TEXT = ("Every text field of an answer (feedback, corrections, explanations, transcripts) is untrusted "
                   "text written by a model or derived from the learner's input: render it as text, never as HTML "
                   "or markup, and never execute it.")
@@ -51,8 +61,9 @@ def build_document() -> dict[str, Any]:
         schemas[model.__name__] = schema
         return {"$ref": REF.format(model=model.__name__)}
 
-    def ai(summary: str, body: dict[str, Any], result: type[BaseModel]) -> dict[str, Any]:
-        return {"post": {"summary": summary, "description": UNTRUSTED_TEXT, "security": CLIENT, "requestBody": body,
+    def ai(summary: str, body: dict[str, Any], result: type[BaseModel], partial: str = "") -> dict[str, Any]:
+        description = f"{partial} {UNTRUSTED_TEXT}" if partial else UNTRUSTED_TEXT
+        return {"post": {"summary": summary, "description": description, "security": CLIENT, "requestBody": body,
                          "responses": {"200": envelope(ref(result), "The result; X-Cache says HIT, MISS or STALE"),
                                        **error_responses(AI_ERRORS)}}}
 
@@ -70,11 +81,11 @@ def build_document() -> dict[str, Any]:
 
     paths = {
         "/api/analyze": ai("Writing feedback with a CEFR level", json_body(ref(AnalyzeRequest)),
-                           responses.AnalysisResult),
+                           responses.AnalysisResult, PARTIAL_ANALYSIS),
         "/api/create_subtopics": ai("Subtopics of a lesson topic", json_body(ref(SubtopicsRequest)),
-                                    responses.SubtopicsResult),
+                                    responses.SubtopicsResult, PARTIAL_SUBTOPICS),
         "/api/explanation": ai("An explanation of a subtopic", json_body(ref(ExplanationRequest)),
-                               responses.ExplanationResult),
+                               responses.ExplanationResult, PARTIAL_EXPLANATION),
         "/api/transcribe": ai("Transcript of a recording (multipart upload or audio_url)",
                               multipart_audio(*form(TranscribeForm), ref(AudioUrlRequest)),
                               responses.TranscriptionResult),

@@ -44,7 +44,8 @@ def assessment(phrases: list[Phrase]) -> dict[str, Any]:
         result[name] = _weighted_mean([float(s.get(name) or 0.0) for s in scored], weights)
     prosody = [s.get("prosody_score") for s in scored]
     # Prosody is only meaningful when every phrase carries it (the service omits it when not requested).
-    result["prosody_score"] = None if None in prosody else _weighted_mean([float(v) for v in prosody], weights)
+    result["prosody_score"] = (None if None in prosody
+                               else _weighted_mean([float(v) for v in prosody if v is not None], weights))
     result["words"] = [word for s in scored for word in s.get("words", [])]
     return result
 

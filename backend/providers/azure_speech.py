@@ -152,6 +152,7 @@ class AzureSpeechClient:
             raise _timeout(call)
         if call.error is not None:
             raise call.error
+        assert call.value is not None  # a finished call holds a value or an error
         return call.value
 
     def _recognize(self, call: _PendingCall, pcm16, sample_rate, language, reference_text, summarise) -> None:
@@ -186,7 +187,7 @@ class AzureSpeechClient:
             # Release on this worker, never later on whichever thread drops the last reference: releasing blocks
             # for 1-10 s, and a recognizer kept alive by a stray reference was seen to stall later recognitions.
             _release(recognizer, stop=not events.stopped.is_set())
-            recognizer = events = None
+            del recognizer, events
 
     def _recognizer(self, speechsdk, pcm16: bytes, sample_rate: int, language: str):
         if self._host:

@@ -6,13 +6,16 @@
 # the dictionary mostly does not recognise. The word lists load once per process (local_lexicon), never at import.
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
+
+import regex
 
 from backend.providers import local_cefr, local_lexicon
 from backend.providers.local_lexicon import NAMES, SUPPORTED, Lexicon, WordInfo, normalize
 from backend.providers.local_spelling import KNOWN_ZIPF, spelling_errors
-from backend.providers.local_text import Token, sentence_lengths, tokens
+from backend.providers.local_text import Token, mask, sentence_lengths, tokens
 
 PROVIDER = "local"
 # Whether a text is in the language its lexicon was chosen for, and the lexicon can judge it: at least MIN_WORDS
@@ -29,6 +32,10 @@ MIN_RECOGNISED_SHARE = 0.9
 MIN_KNOWN_SHARE = 0.65
 # Languages by script; within one, the first is the default when no frequent word decides (English for Latin).
 _SCRIPTS = {"latin": ("en", "es", "fr", "de", "it", "pt", "nl", "lv"), "cyrillic": ("ru",), "arabic": ("ar", "fa")}
+# Letters counted per script to find the text's (Greek, CJK, Hebrew, Devanagari... count as "other": no answer).
+_SCRIPT_LETTERS = {"latin": regex.compile(r"\p{Script=Latin}"), "cyrillic": regex.compile(r"\p{Script=Cyrillic}"),
+                   "arabic": regex.compile(r"\p{Script=Arabic}"),
+                   "other": regex.compile(r"[^\P{L}\p{Script=Latin}\p{Script=Cyrillic}\p{Script=Arabic}]")}
 # Languages whose nouns are capitalised: a capital inside a sentence is a noun to measure, not a name to skip.
 _CAPITALISED_NOUNS = {"de"}
 
@@ -41,7 +48,8 @@ def warm_up(languages: Iterable[str] = SUPPORTED) -> float:
 
 
 def detect_language(text: str) -> str | None:
-    """The supported language the text is written in, or None when it is in none of them."""
+    """The supported language the text is written in, or None when analyze() would give no answer for it (the
+    same checks, spelling included)."""
     found = _understand(text)
     return found[0] if found else None
 
@@ -55,9 +63,9 @@ def analyze(text: str) -> dict[str, Any] | None:
     found = _understand(text)
     if found is None:
         return None
-    language, reading, errors = found
+    language, reading, errors, masked = found
     name = NAMES[language]
-    profile = local_cefr.VocabularyProfile.measure(reading.vocabulary, sentence_lengths(text))
+    profile = local_cefr.VocabularyProfile.measure(reading.vocabulary, sentence_lengths(text, masked))
     cefr = local_cefr.assessment(profile, name)
     return {
         "errors": errors,
@@ -71,15 +79,18 @@ def analyze(text: str) -> dict[str, Any] | None:
     }
 
 
-def _understand(text: str) -> tuple[str, _Reading, list[dict[str, str]]] | None:
-    """(language, reading, spelling errors) of a text its most likely lexicon can judge; None otherwise."""
-    words = tokens(text)
+def _understand(text: str) -> tuple[str, _Reading, list[dict[str, str]], str] | None:
+    """(language, reading, spelling errors, masked text) of a text its most likely lexicon can judge, else None."""
+    masked = mask(text)
+    words = tokens(text, masked)
     found = _detect(words)
     if found is None:
         return None
     language, reading = found
+    if reading.recognised < MIN_WORDS or reading.share < MIN_KNOWN_SHARE:
+        return None  # decided before the spelling check, the costly part
     errors = spelling_errors(words, local_lexicon.lexicon(language))
-    return (language, reading, errors) if reading.acceptable(len(errors)) else None
+    return (language, reading, errors, masked) if reading.acceptable(len(errors)) else None
 
 
 @dataclass(frozen=True)
@@ -108,7 +119,10 @@ def _detect(words: list[Token]) -> tuple[str, _Reading] | None:
         return None
     candidates = _SCRIPTS[script]
     lowered = [normalize(w.text, candidates[0]) for w in letters]
-    hits = {lang: sum(1 for w in lowered if w in local_lexicon.signature(lang)) for lang in candidates}
+    hits = {}
+    for lang in candidates:
+        frequent = local_lexicon.signature(lang)
+        hits[lang] = sum(1 for w in lowered if w in frequent)
     best = max(hits.values())
     tied = [lang for lang in candidates if hits[lang] == best]
     if best == 0:
@@ -121,23 +135,10 @@ def _detect(words: list[Token]) -> tuple[str, _Reading] | None:
 
 def _script(words: list[Token]) -> str | None:
     """The script most letters of the text are written in, if it is one the supported languages use."""
-    counts = {"latin": 0, "cyrillic": 0, "arabic": 0, "other": 0}
-    for word in words:
-        for c in word.text:
-            if c.isalpha():
-                counts[_script_of(ord(c))] += 1
+    letters = "".join(w.text for w in words)
+    counts = {script: len(pattern.findall(letters)) for script, pattern in _SCRIPT_LETTERS.items()}
     script = max(counts, key=counts.__getitem__)
     return None if script == "other" or counts[script] == 0 else script
-
-
-def _script_of(code: int) -> str:
-    if code < 0x250 or 0x1E00 <= code <= 0x1EFF:
-        return "latin"
-    if 0x400 <= code <= 0x52F:
-        return "cyrillic"
-    if 0x600 <= code <= 0x6FF or 0x750 <= code <= 0x77F or 0xFB50 <= code <= 0xFDFF or 0xFE70 <= code <= 0xFEFF:
-        return "arabic"
-    return "other"
 
 
 def _read(words: list[Token], lexicon: Lexicon) -> _Reading:
@@ -145,7 +146,7 @@ def _read(words: list[Token], lexicon: Lexicon) -> _Reading:
     infos = lexicon.lookup([normalize(w.text, language) for w in words])
     recognised = counted = 0
     vocabulary: list[float] = []
-    for word, info in zip(words, infos):
+    for word, info in zip(words, infos, strict=True):
         pieces = [info] if _known(info) else _pieces(word.text, lexicon)
         name_like = word.text[:1].isupper() and not word.sentence_start and language not in _CAPITALISED_NOUNS
         if pieces is None:
@@ -165,7 +166,7 @@ def _pieces(text: str, lexicon: Lexicon) -> list[WordInfo] | None:
     if len(parts) < 2:
         return None
     infos = lexicon.lookup([normalize(p, lexicon.language) for p in parts])
-    if any(len(p) > 3 and not _known(i) for p, i in zip(parts, infos)):
+    if any(len(p) > 3 and not _known(i) for p, i in zip(parts, infos, strict=True)):
         return None
     known = [i for i in infos if _known(i)]
     return known or None
@@ -178,15 +179,17 @@ def _known(info: WordInfo) -> bool:
 def _feedback(name: str, errors: int, profile: local_cefr.VocabularyProfile, level: str) -> str:
     spelling = (f"It found {errors} word{'s' if errors != 1 else ''} that look{'s' if errors == 1 else ''} "
                 f"misspelled." if errors else "It found no word that looks misspelled.")
+    rough = " (very rough for a text this short)" if profile.words < 30 else ""
     return (f"This is a basic automatic check, made without the AI tutor, which is not available right now. It "
-            f"looked only at spelling, against a {name} dictionary, and at how common your words are; grammar, "
+            f"looked only at spelling, against a dictionary of {name}, and at how common your words are; grammar, "
             f"word choice, punctuation and style were not checked, so there may be mistakes it does not show. "
             f"{spelling} About {profile.beyond_common:.0%} of your words are outside the 1,000 most common {name} "
-            f"words, which suggests roughly {level} vocabulary. Send your text again later for full feedback.")
+            f"words; with the length of your sentences, this suggests roughly level {level}{rough}. Send your "
+            f"text again later for full feedback.")
 
 
 def _strengths(name: str, errors: int, profile: local_cefr.VocabularyProfile) -> list[str]:
-    found = [f"You wrote {profile.words} words of {name} that the dictionary check could read."]
+    found = [f"You wrote a text of {profile.words} words in {name}."]
     if not errors and profile.words >= 10:
         found.append("The dictionary check found no spelling mistakes.")
     if profile.beyond_common >= 0.3 and profile.words >= 20:

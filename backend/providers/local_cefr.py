@@ -19,8 +19,9 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 LEVELS = ("A1", "A2", "B1", "B2", "C1", "C2")
 COMMON_ZIPF = 5.0    # ~1,000 commonest forms

@@ -3,11 +3,12 @@
 # and wordfreq's frequency list (how common each word form is, on the Zipf scale: log10 of uses per billion words).
 # Both ship inside their wheels, so nothing is fetched from the network.
 #
-# Memory: kept as Python dicts, the two lists take ~60 MB per language (word strings plus dict slots), ~600 MB for
-# all of them in every gunicorn worker. A lexicon keeps only the 64-bit hash of each word in a sorted numpy array
-# plus a 16-bit code (~10 bytes a word, ~3-7 MB a language; bench/local_analysis.py measures it). A hash can
-# collide with another word's with a probability of about n / 2**64 per lookup (~1e-14): never in practice.
-# numpy arrays are also never written by reference counting, so a lexicon warmed before a fork stays shared.
+# Memory: kept as Python dicts, the two lists would take tens of MB per language (word strings plus dict slots),
+# hundreds for all of them, in every gunicorn worker. A lexicon keeps only the 64-bit hash of each word in a sorted
+# numpy array plus a 16-bit code: 10 bytes a word, 0.5-5.3 MiB a language, 33 MiB for all eleven (measured by
+# bench/local_analysis.py, with the RSS it adds). A looked-up word matches another word's hash with a probability
+# of about n / 2**64 (~1e-14): never in practice. numpy arrays are not touched by reference counting, so a lexicon
+# warmed before a fork would stay shared between the workers.
 from __future__ import annotations
 
 import ctypes
@@ -15,8 +16,8 @@ import gc
 import threading
 import time
 import unicodedata
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,8 +44,7 @@ def normalize(word: str, language: str) -> str:
     return word
 
 
-@dataclass(frozen=True)
-class WordInfo:
+class WordInfo(NamedTuple):
     in_dictionary: bool
     zipf: float  # 0.0 when wordfreq does not list the word (or lists it below FLOOR_ZIPF)
 
@@ -68,18 +68,29 @@ class Lexicon:
 
     def lookup(self, words: Sequence[str]) -> list[WordInfo]:
         """WordInfo of each word, given already normalized; one vectorised search for all of them."""
+        return [WordInfo(bool(code & _IN_DICTIONARY), _zipf(code & 1023)) for code in self.codes(words).tolist()]
+
+    def dictionary_words(self, words: Sequence[str]) -> list[tuple[str, float]]:
+        """(word, Zipf) of those words that are in the spelling dictionary and in the frequency list."""
+        codes = self.codes(words)
+        listed = ((codes & _IN_DICTIONARY) != 0) & ((codes & 1023) != _NO_FREQUENCY)
+        return [(words[i], _zipf(int(codes[i]) & 1023)) for i in listed.nonzero()[0].tolist()]
+
+    def codes(self, words: Sequence[str]) -> np.ndarray:
         import numpy as np
 
         if not words:
-            return []
-        wanted = np.fromiter((hash(w) for w in words), dtype=np.int64, count=len(words))
-        at = np.minimum(np.searchsorted(self._hashes, wanted), len(self._hashes) - 1)
-        found = self._hashes[at] == wanted
-        codes = np.where(found, self._codes[at], _NO_FREQUENCY)
-        return [WordInfo(bool(code & _IN_DICTIONARY), _zipf(int(code) & 1023)) for code in codes.tolist()]
+            return np.zeros(0, dtype=np.uint16)
+        wanted = np.fromiter(map(hash, words), dtype=np.int64, count=len(words))
+        # The ndarray method, not np.searchsorted: the function's dispatch costs ten times the search itself.
+        at = self._hashes.searchsorted(wanted).clip(max=len(self._hashes) - 1)
+        return np.where(self._hashes[at] == wanted, self._codes[at], np.uint16(_NO_FREQUENCY))
 
     def info(self, word: str) -> WordInfo:
-        return self.lookup([word])[0]
+        wanted = hash(word)
+        at = min(int(self._hashes.searchsorted(wanted)), len(self._hashes) - 1)
+        code = int(self._codes[at]) if int(self._hashes[at]) == wanted else _NO_FREQUENCY
+        return WordInfo(bool(code & _IN_DICTIONARY), _zipf(code & 1023))
 
 
 def _zipf(centibels: int) -> float:
@@ -100,7 +111,7 @@ def _build(language: str) -> Lexicon:
     del words
     # wordfreq's own get_frequency_dict would keep the list and a dict of it in an unbounded cache: read the file.
     pack = wordfreq.read_cBpack(wordfreq.available_languages("best")[language])
-    last = min(len(pack), int(round((9.0 - FLOOR_ZIPF) * 100)) + 1)
+    last = min(len(pack), round((9.0 - FLOOR_ZIPF) * 100) + 1)
     listed = [w for bucket in pack[:last] for w in bucket]
     centibels = np.fromiter((i for i, bucket in enumerate(pack[:last]) for _ in bucket), dtype=np.int64,
                             count=len(listed))
@@ -122,8 +133,9 @@ def _build(language: str) -> Lexicon:
 
 
 def _release_freed_memory() -> None:
-    """Hand the build's freed memory back to the system: without it the worker keeps ~10 MB a language of freed
-    heap (the parsed lists); with it, what stays is about the arrays themselves (measured in bench)."""
+    """Hand the build's freed memory back to the system. Without it a worker keeps the heap the parsed lists used:
+    RSS +38 MiB after building English, +79 MiB after all eleven; with it +5 and +41 MiB (measured once by hand;
+    bench/local_analysis.py measures the whole warm-up)."""
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -147,7 +159,7 @@ def _read_signature(language: str) -> frozenset[str]:
 class _Resources:
     """Per process: each language's lexicon and signature, built at most once, on first use or at warm_up()."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         # Only empty containers and locks at import: reading the lists is left to the first call that needs them.
         self._lexicons: dict[str, Lexicon] = {}
         self._signatures: dict[str, frozenset[str]] = {}

@@ -116,11 +116,12 @@ class CircuitBreaker:
         strict (an operator's change): only the shared home (Redis, else the host's store) may take it, or
         StoreUnavailable is raised; otherwise the local store stands in, and with no state at all the call is let
         through."""
-        if self._lua is not None and self.redis is not None and (strict or self.redis.available()):
+        redis, lua = self.redis, self._lua
+        if lua is not None and redis is not None and (strict or redis.available()):
             try:
                 args = [op, *self.config.args(), int(failed), int(trial)]
-                answer, extra, now, malformed = self.redis.call(
-                    lambda: self._lua(keys=[self.redis.k(self.key)], args=args))
+                keys = [redis.k(self.key)]
+                answer, extra, now, malformed = redis.call(lambda: lua(keys=keys, args=args))
                 if int(malformed):
                     self._report_malformed()
                 return answer, (extra if op == "read" else float(extra)), float(now)

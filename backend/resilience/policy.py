@@ -27,10 +27,11 @@ Call = Callable[[float], Any]
 
 @dataclass(frozen=True)
 class Outcome:
-    """A provider result and how it was obtained (X-Cache: HIT, MISS or STALE)."""
+    """A provider result, how it was obtained (X-Cache: HIT, MISS or STALE) and which provider answered."""
 
     value: Any
     cache: str = "MISS"
+    provider: str = ""
 
     @property
     def cached(self) -> bool:
@@ -54,7 +55,8 @@ class ProviderPolicy:
 
     def __init__(self, provider: str, operation: str, *, deadline_seconds: float, cache: TieredCache | None = None,
                  flights: SingleFlight | None = None, breaker: CircuitBreaker | None = None,
-                 bulkhead: Bulkhead | None = None, retry: RetryPolicy | None = None, partial_ttl: float = 300.0):
+                 bulkhead: Bulkhead | None = None, retry: RetryPolicy | None = None, partial_ttl: float = 300.0,
+                 ttl: float | None = None):
         self.provider = provider
         self.operation = operation
         self.deadline_seconds = deadline_seconds
@@ -64,14 +66,17 @@ class ProviderPolicy:
         self.bulkhead = bulkhead
         self.retry = retry or RetryPolicy(1)
         self.partial_ttl = partial_ttl
+        self.ttl = ttl  # of a complete answer (None: the namespace's); a stand-in provider's answers are kept briefly
 
-    def execute(self, key: str, call: Call, *, input_seconds: float = 0.0) -> Outcome:
+    def execute(self, key: str, call: Call, *, input_seconds: float = 0.0, deadline: float | None = None) -> Outcome:
         """Return the value for ``key``: a fresh cache hit, else one upstream call per flight, else stale.
 
         ``input_seconds`` is the time this input legitimately needs beyond a small one's (long audio, a long text):
-        it extends the deadline, and the breaker judges the call's slowness net of it.
+        it extends the deadline, and the breaker judges the call's slowness net of it. ``deadline`` (monotonic) is
+        the request's, when a provider chain shares one between its providers.
         """
-        deadline = time.monotonic() + self.deadline_seconds + input_seconds
+        if deadline is None:
+            deadline = self.deadline_for(input_seconds)
         call = _SizedCall(call, input_seconds)
         # One generation for the whole request: what is computed across a clear is stored under the old one.
         token = self.cache.token_for(key) if self.cache is not None else None
@@ -80,7 +85,7 @@ class ProviderPolicy:
             metrics.CACHE_OPERATIONS.labels("get", "hit").inc()
             cost.avoided(self.provider, "cache", entry.cost_usd)
             record_decision(self.provider, self.operation, "cache_hit", tier=entry.tier)
-            return Outcome(entry.value, "HIT")
+            return Outcome(entry.value, "HIT", self.provider)
         metrics.CACHE_OPERATIONS.labels("get", "stale" if entry is not None else "miss").inc()
         try:
             if self.breaker is not None:
@@ -88,19 +93,23 @@ class ProviderPolicy:
             with self._bulkhead_slot():
                 if self.flights is None:
                     value, _ = self._compute(key, call, deadline, token)
-                    return Outcome(value, "MISS")
+                    return Outcome(value, "MISS", self.provider)
                 (value, spent), led = self.flights.run(key, lambda: self._compute(key, call, deadline, token),
                                                        lambda: self._fresh_value(key, token), deadline)
         except ProviderError as exc:
             metrics.AI_ERRORS.labels(self.operation, type(exc).__name__).inc()
             if entry is not None and _stale_may_answer(exc):
                 record_decision(self.provider, self.operation, "served_stale", error=type(exc).__name__)
-                return Outcome(entry.value, "STALE")
+                return Outcome(entry.value, "STALE", self.provider)
             raise
         if not led:
             record_decision(self.provider, self.operation, "joined_flight")
             cost.avoided(self.provider, "singleflight", spent)
-        return Outcome(value, "MISS" if led else "HIT")
+        return Outcome(value, "MISS" if led else "HIT", self.provider)
+
+    def deadline_for(self, input_seconds: float = 0.0) -> float:
+        """The monotonic deadline of a request starting now, its input's allowance included."""
+        return time.monotonic() + self.deadline_seconds + input_seconds
 
     def _compute(self, key: str, call: Call, deadline: float, token: str | None) -> tuple[Any, float]:
         """Make the upstream call within what is left of the deadline; cache a good answer with its cost."""
@@ -115,7 +124,7 @@ class ProviderPolicy:
         if self.cache is not None:
             partial = isinstance(value, dict) and value.get("partial") is True
             # A repaired or completed answer is kept briefly: a better one may come on the next call.
-            self.cache.store(key, value, ttl=self.partial_ttl if partial else None, cost_usd=book.cost_usd,
+            self.cache.store(key, value, ttl=self.partial_ttl if partial else self.ttl, cost_usd=book.cost_usd,
                              token=token)
         return value, book.cost_usd
 

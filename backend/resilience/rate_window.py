@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -83,10 +84,11 @@ class MovingWindowLimiter:
             return Verdict(True, first.limit, first.limit, now + first.window, now, first.window)
 
     def _hit_redis(self, quotas: list[Quota], gates: tuple[str, ...]) -> Verdict:
-        assert self.redis is not None and self._lua is not None
-        keys = [self.redis.k(f"ratelimit:{q.key}") for q in quotas] + [self.redis.k(gate) for gate in gates]
+        redis, lua = self.redis, self._lua
+        assert redis is not None and lua is not None
+        keys = [redis.k(f"ratelimit:{q.key}") for q in quotas] + [redis.k(gate) for gate in gates]
         args = [len(quotas)] + [value for q in quotas for value in (q.limit, repr(float(q.window)))]
-        allowed, index, remaining, reset_at, now, *gate = self.redis.call(lambda: self._lua(keys=keys, args=args))
+        allowed, index, remaining, reset_at, now, *gate = redis.call(lambda: lua(keys=keys, args=args))
         quota = quotas[int(index) - 1] if int(index) > 0 else quotas[0]
         return Verdict(bool(int(allowed)), quota.limit, int(remaining), float(reset_at), float(now), quota.window,
                        gates_checked=True, gate=gate[0] if gate else None)
@@ -98,20 +100,20 @@ class MovingWindowLimiter:
         for quota in quotas:
             # The clock is read inside the store's atomic update, as the script reads TIME: read before it, a
             # concurrent request's later time would look like one from before a clock step and be dropped.
-            verdict = self.local.update(f"ratelimit:{quota.key}", lambda raw, q=quota: _take(raw, q, self.clock()),
-                                        ttl=quota.window)
+            verdict: Verdict = self.local.update(f"ratelimit:{quota.key}",
+                                                 partial(_take, quota=quota, clock=self.clock), ttl=quota.window)
             if not verdict.allowed:
                 for done, stamp in taken:
-                    self.local.update(f"ratelimit:{done.key}", lambda raw, s=stamp: _give_back(raw, s),
-                                      ttl=done.window)
+                    self.local.update(f"ratelimit:{done.key}", partial(_give_back, now=stamp), ttl=done.window)
                 return verdict
             taken.append((quota, verdict.now))
             verdicts.append(verdict)
         return verdicts[0]
 
 
-def _take(raw: str | None, quota: Quota, now: float) -> tuple[str | None, Verdict]:
-    """(new list or None to leave it, verdict) for one quota."""
+def _take(raw: str | None, quota: Quota, clock: Callable[[], float]) -> tuple[str | None, Verdict]:
+    """(new list or None to leave it, verdict) for one quota, at the clock's now (read inside the update)."""
+    now = clock()
     stamps = [float(s) for s in json.loads(raw)] if raw else []
     current = [s for s in stamps if s <= now]  # later ones predate a backward clock step (see the module doc)
     live = [s for s in current[:quota.limit] if s > now - quota.window]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from tenacity import (
     RetryCallState,
@@ -12,6 +12,8 @@ from tenacity import (
     stop_after_attempt,
     stop_any,
 )
+
+from tenacity.stop import stop_base
 
 from backend.errors import ProviderError, ProviderInputTimeout, ProviderTimeout
 from backend.observability import metrics
@@ -72,7 +74,9 @@ class RetryPolicy:
             metrics.AI_UPSTREAM_CALLS.labels(provider, operation, "ok").inc()
             return value
 
-        retrying = Retrying(stop=stop_any(stop_after_attempt(attempts or self.max_attempts), no_time_for_next),
+        # tenacity takes any callable of the retry state as a stop condition; its annotation wants its own class.
+        deadline_stop = cast(stop_base, no_time_for_next)
+        retrying = Retrying(stop=stop_any(stop_after_attempt(attempts or self.max_attempts), deadline_stop),
                             wait=self.wait_seconds, retry=retry_if_exception(is_transient), reraise=True,
                             before_sleep=log_retry, sleep=time.sleep)
         try:

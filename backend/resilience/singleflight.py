@@ -44,11 +44,9 @@ class SingleFlight:
             deadline: float) -> tuple[T, bool]:
         """Return (value, led): led is False when the value came from another caller's upstream call."""
         with self._lock:
-            flight = self._flights.get(key)
-            leader = flight is None
-            if leader:
-                flight = self._flights[key] = _Flight()
-        if not leader:
+            existing = self._flights.get(key)
+            flight = existing if existing is not None else self._flights.setdefault(key, _Flight())
+        if existing is not None:
             return self._follow_locally(flight, deadline), False
         try:
             flight.value, led = self._lead(key, compute, shared_result, deadline)

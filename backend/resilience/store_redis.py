@@ -122,7 +122,8 @@ class RedisStore(Store):
             return False
 
     def get_many(self, keys: list[str]) -> list[str | None]:
-        return self.call(lambda: self.client.mget([self.k(key) for key in keys]))
+        # decode_responses=True: Redis answers str, not the bytes redis-py's annotation allows.
+        return self.call(lambda: self.client.mget([self.k(key) for key in keys]))  # type: ignore[arg-type,return-value]
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         self.call(lambda: self.client.set(self.k(key), value, px=_ms(ttl) if ttl else None))

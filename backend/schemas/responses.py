@@ -26,11 +26,13 @@ class AnalysisResult(AnalysisAnswer):
 class SubtopicsResult(BaseModel):
     topic: str
     subtopics: list[Subtopic]
-    partial: bool
+    partial: bool = Field(description="True when subtopics had to be repaired, completed (a missing description "
+                                      "is empty) or dropped, or fewer than requested were usable")
 
 
 class ExplanationResult(TopicExplanation):
-    partial: bool
+    partial: bool = Field(description="True when the model's answer had to be repaired or completed, such as an "
+                                      "explanation sent as a list or an object of strings and joined into text")
 
 
 class TimedWord(BaseModel):

@@ -6,7 +6,7 @@ import socket
 import threading
 
 from tests.fakes.gemini_faults import CHOICES, DEFAULTS, TYPES, normalize
-from tests.fakes.gemini_server import Handler, Server
+from tests.fakes.gemini_server import KINDS, Handler, Server
 
 
 class FakeGemini:
@@ -76,7 +76,8 @@ class FakeGemini:
             return dict(self.config)
 
     def script(self, entries):
-        """Queue canned responses, each {status?, text?, finish_reason?, body?, headers?, error?}."""
+        """Queue canned responses, each {status?, text?, chunks?, finish_reason?, body?, headers?, error?}
+        (chunks: a stream's text pieces; error: any fault of FAULTS, for this call only)."""
         entries = [entries] if isinstance(entries, dict) else list(entries)
         with self._lock:
             self._script.extend(entries)
@@ -89,24 +90,26 @@ class FakeGemini:
                 self.config = dict(self._initial)
                 self._rng = random.Random(self.config["seed"])
             self._script, self._calls, self._by_model, self._last = [], 0, {}, None
+            self._by_kind = dict.fromkeys(KINDS, 0)
 
     @property
     def calls(self):
-        """How many generateContent requests arrived, failed and injected ones included."""
+        """How many generateContent and streamGenerateContent requests arrived, failed and injected ones included."""
         return self._calls
 
     def stats(self):
-        """Calls, calls per model, the last request and pending script entries."""
+        """Calls, calls per kind (generate, stream) and per model, the last request and pending script entries."""
         with self._lock:
-            return {"calls": self._calls, "by_model": dict(self._by_model), "last_request": self._last,
-                    "script_pending": len(self._script)}
+            return {"calls": self._calls, "by_kind": dict(self._by_kind), "by_model": dict(self._by_model),
+                    "last_request": self._last, "script_pending": len(self._script)}
 
     # --- one call
 
-    def _plan(self, model, request):
+    def _plan(self, model, request, kind="generate"):
         """Count the call and decide, under the lock, how to answer it."""
         with self._lock:
             self._calls += 1
+            self._by_kind[kind] += 1
             self._by_model[model] = self._by_model.get(model, 0) + 1
             self._last = request
             cfg = dict(self.config)

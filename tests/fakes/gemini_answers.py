@@ -4,9 +4,10 @@ import json
 import math
 import re
 import uuid
+import zlib
 
 from tests.fakes.gemini_schema import complete, from_schema
-from tests.fakes.gemini_writing import analyze_writing
+from tests.fakes.gemini_writing import analyze_writing, find_errors
 
 
 def build_answer(request):
@@ -25,14 +26,45 @@ def build_answer(request):
         return from_schema(schema, schema)
     if wants_json:
         return {}
-    return "Simulated reply to: " + prompt_text(request)[:200]
+    return tutor_reply(request)
+
+
+def _text_of(content):
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return "\n".join(p.get("text", "") for p in parts or [] if isinstance(p, dict))
 
 
 def prompt_text(request):
-    """All text of the last content, joined."""
-    contents = request.get("contents") or [{}]
-    last = contents[-1] if isinstance(contents[-1], dict) else {}
-    return "\n".join(p.get("text", "") for p in last.get("parts") or [] if isinstance(p, dict))
+    """All text of the last user content (the turn being answered), joined."""
+    contents = [c for c in request.get("contents") or [] if isinstance(c, dict)]
+    users = [c for c in contents if c.get("role", "user") == "user"]
+    return _text_of((users or contents or [{}])[-1])
+
+
+def all_text(request):
+    """The system instruction and every turn: what the prompt tokens are counted on."""
+    contents = [request.get("systemInstruction")] + list(request.get("contents") or [])
+    return "\n".join(_text_of(c) for c in contents if isinstance(c, dict))
+
+
+FOLLOW_UPS = ("Can you tell me more about that?", "Why do you think so?", "What happened next?",
+              "How would you say that to a friend?", "Could you give me an example?")
+
+
+def tutor_reply(request):
+    """A short, deterministic tutor's answer to the last user turn: an echo, a correction or praise, a question."""
+    said = " ".join(prompt_text(request).split())
+    turns = sum(1 for c in request.get("contents") or [] if isinstance(c, dict) and c.get("role", "user") == "user")
+    opener = "Hello! Let's practise together." if turns <= 1 else f"Good, let's keep going (turn {turns})."
+    quote = said if len(said) <= 80 else said[:79] + "…"
+    fixes = find_errors(said)[:2]
+    if fixes:
+        check = "A small correction: " + "; ".join(f"say '{e['correction']}' instead of '{e['text']}'"
+                                                   for e in fixes) + "."
+    else:
+        check = "That is well said."
+    question = FOLLOW_UPS[zlib.crc32(said.encode()) % len(FOLLOW_UPS)]
+    return f'{opener} You wrote: "{quote}". {check} {question}'
 
 
 def find_input(request):
@@ -69,7 +101,7 @@ def tokens(text):
 def envelope(model, request, text, finish="STOP"):
     """A successful generateContent body around the given text (None = no text part)."""
     content = {"role": "model", "parts": [{"text": text}]} if text is not None else {"role": "model"}
-    prompt = tokens(prompt_text(request))
+    prompt = tokens(all_text(request))
     out = tokens(text or "")
     return {"candidates": [{"content": content, "finishReason": finish, "index": 0}],
             "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": out,
@@ -89,7 +121,7 @@ def shaped(model, request, answer, mode):
     if mode == "empty":
         return envelope(model, request, None)
     if mode == "blocked":
-        prompt = tokens(prompt_text(request))
+        prompt = tokens(all_text(request))
         return {"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": model,
                 "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}}
     if mode == "safety":

@@ -8,15 +8,22 @@ HTTP_ERRORS = {
     "503": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
 }
 MALFORMED = ("markdown", "truncated", "prose", "empty", "blocked", "safety")
-FAULTS = tuple(HTTP_ERRORS) + ("hang", "reset") + MALFORMED
+# Transport faults. Before any byte: hang (no answer), reset (TCP RST). In the body (a plain answer: after half its
+# bytes; a stream: after half its chunks): cut (a piece promised but cut short, then FIN: the client reports a
+# protocol error), stall (silence), stream_reset (RST). Streams only (a plain call answers normally): stream_error
+# (an error event), stream_eof (a body without chunking that ends cleanly, with no finishReason).
+MID_BODY = ("cut", "stall", "stream_reset")
+STREAM_ONLY = ("stream_error", "stream_eof")
+FAULTS = tuple(HTTP_ERRORS) + ("hang", "reset") + MID_BODY + STREAM_ONLY + MALFORMED
 # Which calls fail: with fail_next > 0 that many calls fail with `error` (503 when unset), then both
 # clear (the upstream heals); else with error_rate > 0 that share of calls fails, drawn from a Random
 # seeded by `seed`; else a set `error` fails every call. `error` also takes the malformed modes, so they
-# can be injected at a rate; `malformed` alone bends every successful answer.
-DEFAULTS = {"latency_ms": 0, "error": None, "error_rate": 0.0, "seed": None, "fail_next": 0,
-            "retry_after": 1, "malformed": None, "key": None}
-TYPES = {"latency_ms": int, "error": str, "error_rate": float, "seed": int, "fail_next": int,
-         "retry_after": int, "malformed": str, "key": str}
+# can be injected at a rate; `malformed` alone bends every successful answer. Streams send their text in pieces
+# of `chunk_size` characters, `chunk_latency_ms` apart (`latency_ms` comes before the first byte).
+DEFAULTS = {"latency_ms": 0, "chunk_latency_ms": 0, "chunk_size": 32, "error": None, "error_rate": 0.0,
+            "seed": None, "fail_next": 0, "retry_after": 1, "malformed": None, "key": None}
+TYPES = {"latency_ms": int, "chunk_latency_ms": int, "chunk_size": int, "error": str, "error_rate": float,
+         "seed": int, "fail_next": int, "retry_after": int, "malformed": str, "key": str}
 CHOICES = {"error": FAULTS, "malformed": MALFORMED}
 
 
@@ -50,4 +57,6 @@ def normalize(name, value):
         raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}")
     if name == "error_rate" and not 0 <= value <= 1:
         raise ValueError("error_rate must be between 0 and 1")
+    if name == "chunk_size" and value < 1:
+        raise ValueError("chunk_size must be at least 1")
     return value

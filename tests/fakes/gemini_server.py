@@ -1,4 +1,4 @@
-"""The HTTP side of the fake Gemini server: the generateContent route, /_fake control routes, injected faults."""
+"""The HTTP side of the fake Gemini server: generateContent (plain and streamed), /_fake control routes, faults."""
 
 import json
 import re
@@ -10,9 +10,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.fakes.gemini_answers import build_answer, shaped
-from tests.fakes.gemini_faults import HTTP_ERRORS, auth_error, error_body
+from tests.fakes.gemini_faults import HTTP_ERRORS, MID_BODY, STREAM_ONLY, auth_error, error_body
+from tests.fakes.gemini_stream import send_stream
 
-ROUTE = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):generateContent$")
+ROUTE = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):(generateContent|streamGenerateContent)$")
+KINDS = ("generate", "stream")
 HANG_LIMIT_S = 600
 
 
@@ -36,6 +38,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out at once: no delayed-ACK stalls
     server_version = "FakeGemini/1.0"
+    streaming = False  # whether the request being answered is a streamGenerateContent one
 
     def setup(self):
         super().setup()
@@ -55,7 +58,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.verbose:
             super().log_message(fmt, *args)
 
-    def send_json(self, status, body, headers=None):
+    def send_json(self, status, body, headers=None, cut=None):
+        """Send a JSON answer; with cut, only the first half of its body and then that fault (see MID_BODY)."""
         data = json.dumps(body, ensure_ascii=False).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -63,7 +67,14 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, str(value))
         self.end_headers()
-        self.wfile.write(data)
+        if cut is None:
+            return self.wfile.write(data)
+        self.wfile.write(data[: len(data) // 2])
+        if cut == "stall":
+            return self.hang()
+        if cut == "stream_reset":
+            return self.drop()
+        self.close_connection = True  # cut: the server closes after a body shorter than its Content-Length
 
     def read_json(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -84,10 +95,10 @@ class Handler(BaseHTTPRequestHandler):
             body = self.read_json()
         except ValueError as exc:
             if route:
-                self.fake._plan(route.group(2), None)  # a broken request is still an upstream call
+                self.fake._plan(route.group(2), None, self.kind(route))  # a broken request is still an upstream call
             return self.send_json(400, error_body(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}"))
         if route:
-            return self.generate(route.group(2), body if isinstance(body, dict) else {})
+            return self.generate(route.group(2), body if isinstance(body, dict) else {}, self.kind(route))
         try:
             if path == "/_fake/config":
                 return self.send_json(200, self.fake.configure(**(body or {})))
@@ -103,16 +114,21 @@ class Handler(BaseHTTPRequestHandler):
     def not_found(self, path):
         self.send_json(404, error_body(404, "NOT_FOUND", f"The requested URL {path} was not found on this server."))
 
-    def generate(self, model, request):
+    @staticmethod
+    def kind(route):
+        return "stream" if route.group(3) == "streamGenerateContent" else "generate"
+
+    def generate(self, model, request, kind="generate"):
         fake = self.fake
-        cfg, entry, fault = fake._plan(model, request)
+        self.streaming = kind == "stream"
+        cfg, entry, fault = fake._plan(model, request, kind)
         if cfg["latency_ms"] and fake.wait(cfg["latency_ms"] / 1000):
             return self.drop()
         if cfg["key"] is not None and self.api_key() != cfg["key"]:
             return self.send_json(*auth_error(self.api_key()))
         if entry is not None:
             return self.scripted(model, request, entry, cfg)
-        self.inject(model, request, fault or cfg["malformed"], cfg)
+        self.inject(model, request, fault, cfg)
 
     def api_key(self):
         """The key from the header, or from ?key= as the real API also accepts."""
@@ -129,21 +145,31 @@ class Handler(BaseHTTPRequestHandler):
             _, state, message = HTTP_ERRORS.get(str(status), (status, "UNKNOWN", "Scripted error."))
             body = error_body(status, state, entry.get("text") or message)
         else:
-            text = entry.get("text")
+            chunks = entry.get("chunks")
+            text = "".join(chunks) if chunks is not None else entry.get("text")
             body = shaped(model, request, text if text is not None else build_answer(request), None)
             if entry.get("finish_reason"):
                 body["candidates"][0]["finishReason"] = entry["finish_reason"]
+            if self.streaming:
+                return send_stream(self, body, None, cfg, chunks)
+        if self.streaming and status == 200:
+            return send_stream(self, body, None, cfg, whole=True)  # a scripted body goes out as one event
         self.send_json(status, body, entry.get("headers"))
 
     def inject(self, model, request, fault, cfg):
-        """Answer with an injected fault, a malformed mode, or (fault None) normally."""
+        """Answer with an injected fault, a malformed mode (a set fault's, else the configured one), or normally."""
         if fault in HTTP_ERRORS:
             return self.http_error(fault, cfg)
         if fault == "hang":
             return self.hang()
         if fault == "reset":
             return self.drop()
-        self.send_json(200, shaped(model, request, build_answer(request), fault))
+        transport = fault if fault in MID_BODY + STREAM_ONLY else None
+        mode = cfg["malformed"] if transport else fault or cfg["malformed"]
+        body = shaped(model, request, build_answer(request), mode)
+        if self.streaming:
+            return send_stream(self, body, transport, cfg)
+        self.send_json(200, body, cut=transport if transport in MID_BODY else None)  # stream faults: a plain answer
 
     def http_error(self, fault, cfg):
         code, status, message = HTTP_ERRORS[fault]

@@ -1,12 +1,15 @@
 """The fake Gemini server's answers, exercised through the real google-genai client."""
 
 import datetime
+import json
+import time
 from typing import Literal
 
+import httpx2
 import pydantic
 from google.genai import types
 
-from tests.unit.gemini_fake_client import SubtopicList, Task, ask
+from tests.unit.gemini_fake_client import KEY, MODEL, SubtopicList, Task, ask
 from tests.unit.gemini_fake_client import client, fake, server  # noqa: F401  (fixtures)
 
 
@@ -117,3 +120,58 @@ def test_envelope_usage_and_model(client, fake):  # noqa: F811
     assert usage.candidates_token_count == -(-len(resp.text) // 4)
     assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count > 0
     assert fake.stats()["by_model"] == {"gemini-2.5-pro": 1}
+
+
+# --- conversations and streams (plain text)
+
+TUTOR = "You are an English tutor."
+HISTORY = [types.Content(role="user", parts=[types.Part(text="Hi! i like music")]),
+           types.Content(role="model", parts=[types.Part(text="Great! What music do you like?")]),
+           types.Content(role="user", parts=[types.Part(text="She like jazz and i play piano")])]
+
+
+def chat(sdk, contents=HISTORY, **config):
+    config = types.GenerateContentConfig(system_instruction=TUTOR, temperature=0.7, **config)
+    return sdk.models.generate_content(model=MODEL, contents=contents, config=config)
+
+
+def test_a_conversation_is_answered_from_its_last_user_turn(client, fake):  # noqa: F811
+    resp = chat(client)
+    assert resp.text.startswith("Good, let's keep going (turn 2).")
+    assert '"She like jazz and i play piano"' in resp.text and "say 'She likes' instead of 'She like'" in resp.text
+    assert resp.text == chat(client).text  # deterministic
+    sent = fake.stats()["last_request"]
+    assert [c["role"] for c in sent["contents"]] == ["user", "model", "user"]
+    assert sent["systemInstruction"]["parts"][0]["text"] == TUTOR
+    assert "responseMimeType" not in sent["generationConfig"]
+    words = len(TUTOR) + sum(len(p.text) for c in HISTORY for p in c.parts)
+    assert resp.usage_metadata.prompt_token_count >= words // 4  # the whole history is counted
+    first = chat(client, contents="I like my cat.")
+    assert first.text.startswith("Hello!") and "well said" in first.text
+
+
+def test_a_stream_sends_pieces_that_join_to_the_plain_answer(client, fake):  # noqa: F811
+    plain = chat(client).text
+    fake.configure(chunk_latency_ms=60, chunk_size=20)
+    config = types.GenerateContentConfig(system_instruction=TUTOR)
+    started, arrivals, chunks = time.monotonic(), [], []
+    for chunk in client.models.generate_content_stream(model=MODEL, contents=HISTORY, config=config):
+        arrivals.append(time.monotonic() - started)
+        chunks.append(chunk)
+    assert "".join(c.text for c in chunks) == plain and len(chunks) == -(-len(plain) // 20)
+    assert arrivals[0] < 0.06 and arrivals[-1] >= 0.06 * (len(chunks) - 1)
+    assert all(c.candidates[0].finish_reason is None and c.usage_metadata is None for c in chunks[:-1])
+    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+    assert chunks[-1].usage_metadata.candidates_token_count == -(-len(plain) // 4)
+    assert fake.stats()["by_kind"] == {"generate": 1, "stream": 1} and fake.calls == 2
+
+
+def test_the_stream_is_server_sent_events(fake):  # noqa: F811
+    url = f"{fake.base_url}/v1beta/models/{MODEL}:streamGenerateContent?alt=sse"
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hello there, how are you today?"}]}]}
+    with httpx2.stream("POST", url, json=body, headers={"x-goog-api-key": KEY}) as resp:
+        assert resp.headers["content-type"] == "text/event-stream"
+        assert resp.headers["transfer-encoding"] == "chunked"
+        events = [json.loads(line[len("data: "):]) for line in resp.iter_lines() if line.startswith("data: ")]
+    assert len(events) > 2 and events[-1]["candidates"][0]["finishReason"] == "STOP"
+    assert "usageMetadata" in events[-1] and all("usageMetadata" not in e for e in events[:-1])

@@ -99,6 +99,59 @@ def test_malformed_output_modes(client, fake):  # noqa: F811
     assert resp.text is None and resp.candidates[0].finish_reason == types.FinishReason.SAFETY
 
 
+# --- faults in the middle of a body or a stream ---------------------------------------
+
+def stream(sdk, **config):
+    """Every chunk's text until the stream ends or fails: (texts, exception or None)."""
+    texts = []
+    try:
+        for chunk in sdk.models.generate_content_stream(model=MODEL, contents="Hello, i go home",
+                                                           config=types.GenerateContentConfig(**config)):
+            texts.append(chunk.text)
+    except Exception as exc:  # noqa: BLE001 - the class is what is checked
+        return texts, exc
+    return texts, None
+
+
+@pytest.mark.parametrize("fault, raised, midway", [
+    ("stream_error", errors.ServerError, True), ("stream_reset", httpx2.ReadError, True),
+    ("cut", httpx2.RemoteProtocolError, True), ("stall", httpx2.ReadTimeout, True), ("stream_eof", None, True),
+    ("503", errors.ServerError, False), ("reset", httpx2.ReadError, False), ("hang", httpx2.ReadTimeout, False)])
+def test_stream_faults_raise_like_the_real_api(fake, fault, raised, midway):  # noqa: F811
+    fake.configure(error=fault, chunk_size=8)
+    texts, exc = stream(make_client(fake, timeout=300))
+    assert (type(exc) if exc else None) is raised and bool(texts) is midway, exc
+    assert fake.stats()["by_kind"] == {"generate": 0, "stream": 1}
+    if fault == "stream_error":
+        assert exc.code == 500 and exc.status == "INTERNAL"
+
+
+def test_mid_body_faults_on_plain_calls_and_stream_faults_do_not_touch_them(client, fake):  # noqa: F811
+    for fault, raised in (("cut", httpx2.RemoteProtocolError), ("stream_reset", httpx2.ReadError)):
+        fake.configure(error=fault)
+        with pytest.raises(raised):
+            ask(make_client(fake), SubtopicList, {"topic": "x", "count": 3})
+    fake.configure(error="stall")
+    with pytest.raises(httpx2.ReadTimeout):
+        ask(make_client(fake, timeout=300), SubtopicList, {"topic": "x", "count": 3})
+    for fault in ("stream_error", "stream_eof"):
+        fake.configure(error=fault)
+        assert ask(client, SubtopicList, {"topic": "x", "count": 3}).parsed["topic"] == "x"
+
+
+def test_scripted_streams_and_malformed_streams(client, fake):  # noqa: F811
+    fake.script([{"chunks": ["One ", "two ", "three"]}, {"error": "stream_eof"}, {"status": 429},
+                 {"text": "cut short", "finish_reason": "MAX_TOKENS"}])
+    assert stream(client) == (["One ", "two ", "three"], None)
+    texts, exc = stream(client)
+    assert texts and exc is None  # ended quietly, without a finish reason
+    assert isinstance(stream(client)[1], errors.ClientError)
+    fake.configure(malformed="blocked")
+    texts, exc = stream(client)  # the script still comes first
+    assert texts == ["cut short"] and exc is None
+    assert stream(client) == ([None], None)  # blocked: one event, promptFeedback and no candidates
+
+
 # --- counting, scripts and healing ---------------------------------------------------
 
 def test_counter_counts_every_call_and_records_the_last(client, fake):  # noqa: F811
@@ -161,7 +214,8 @@ def test_http_control_routes(fake):  # noqa: F811
     assert httpx2.post(f"{base}/_fake/script", json=[{"text": "x"}]).json()["script_pending"] == 1
     assert httpx2.post(f"{base}/_fake/reset").json()["config"]["error"] is None
     assert httpx2.get(f"{base}/_fake/calls").json() == {
-        "calls": 0, "by_model": {}, "last_request": None, "script_pending": 0}
+        "calls": 0, "by_kind": {"generate": 0, "stream": 0}, "by_model": {}, "last_request": None,
+        "script_pending": 0}
     broken = httpx2.post(f"{base}/v1/models/{MODEL}:generateContent", content=b"{not json")
     assert broken.status_code == 400 and fake.calls == 1
     missing = httpx2.get(f"{base}/v1beta/nothing")

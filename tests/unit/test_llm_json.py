@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 
 import pytest
 from prometheus_client import REGISTRY
@@ -13,11 +14,9 @@ from backend.llm.analysis import level_of
 from backend.llm.ask import ask_json
 from backend.llm.extract import Unusable, extract_json, requote_single, scan_json
 from backend.llm.parse import ANALYSIS, EXPLANATION, SUBTOPICS, UnusableAnswer, parse_model_output
-from backend.llm.recover import MISSING, Notes
+from backend.llm.recover import MISSING, Notes, text
 from backend.providers.gemini import GeminiClient
-from backend.resilience.policy import ProviderPolicy
-from backend.services.analysis import AnalysisService
-from backend.services.language_model import LanguageModel
+from backend.services import prompts
 from tests.conftest import FAKE_PROVIDER_KEY
 from tests.corpus import load_results
 from tests.envelope import assert_error, assert_ok
@@ -82,8 +81,15 @@ def test_deep_nesting_is_refused():
         extract("[" * 5000)
 
 
-@pytest.mark.parametrize("raw, level", [("B2", "B2"), ("b2", "B2"), ("B2+", "B2"), ("Upper-Intermediate (B2)", "B2"),
-                                        ("Elementary", "A2"), ("B1/B2", MISSING), ("B3", MISSING), (3, MISSING)])
+@pytest.mark.parametrize("raw, level", [
+    ("B2", "B2"), ("b2", "B2"), (" b2\n", "B2"), ("B2+", "B2"), ("B2-", "B2"), ("B2.1", "B2"), ("Level B2", "B2"),
+    ("Upper-Intermediate (B2)", "B2"), ("B1 (Threshold)", "B1"), (["C1"], "C1"), ("Vantage", "B2"),
+    ("Waystage", "A2"), ("effective operational proficiency", "C1"), ("Mastery", "C2"),
+    # not one level: two codes, off the scale, course-book names publishers map differently, other types
+    ("B1/B2", MISSING), ("A2-B1", MISSING), ("B3", MISSING), ("C3", MISSING), ("Pre-A1", MISSING),
+    ("pre a1", MISSING), ("Elementary", MISSING), ("Intermediate", MISSING), ("upper intermediate", MISSING),
+    ("Advanced", MISSING), ("Proficiency", MISSING), ("beginner", MISSING), ("", MISSING), (3, MISSING),
+    (True, MISSING), ({"code": "B2"}, MISSING), (["B1", "B2"], MISSING), (None, MISSING)])
 def test_cefr_levels_are_read_only_when_unambiguous(raw, level):
     assert level_of(raw, Notes()) == level
 
@@ -100,10 +106,74 @@ def test_confidence_outside_its_domain_is_never_guessed(confidence, expected, fi
     assert list(result.fields) == fields and result.partial is bool(fields)
 
 
-def test_analysis_without_a_level_is_unusable_not_invented():
+def test_analysis_without_a_level_keeps_the_rest_and_invents_none():
     answer = {key: value for key, value in ANALYSED.items() if key != "cefr_assessment"}
-    with pytest.raises(UnusableAnswer, match="CEFR level"):
-        parse_model_output(json.dumps({**answer, "level": "B1"}), ANALYSIS, context=LEARNER)
+    # a top-level "level" may be the learner's declared level echoed back: it is not taken as the assessment
+    result = parse_model_output(json.dumps({**answer, "level": "B1"}), ANALYSIS, context=LEARNER)
+    assert result.value.cefr_assessment is None and result.partial and result.fields == ("cefr_assessment",)
+    assert result.value.model_dump() == {**ANALYSED, "cefr_assessment": None}
+
+
+@pytest.mark.parametrize("cefr", [None, "intermediate", {"level": "B3", "confidence": 0.9, "rationale": "r"},
+                                  {"confidence": 0.9}, 4, [], {"level": {"code": "A2"}}])
+def test_an_unreadable_assessment_is_null_as_a_whole(cefr):
+    result = parse_model_output(json.dumps({**ANALYSED, "cefr_assessment": cefr}), ANALYSIS, context=LEARNER)
+    assert result.value.cefr_assessment is None and result.partial
+    assert result.fields == ("cefr_assessment",) and result.value.errors[0].model_dump() == ANALYSED["errors"][0]
+
+
+@pytest.mark.parametrize("answer", [
+    {},
+    {"errors": [], "feedback": "", "cefr_assessment": {"level": "unknown"}},
+    {"strengths": ["Nice"], "improvement_areas": ["More"], "recommended_tasks": ["Read"]},
+    {"errors": [{"type": "grammar", "text": "not in the text", "correction": "x", "explanation": "y"}],
+     "feedback": "   ", "cefr_assessment": None},
+])
+def test_an_analysis_without_level_feedback_or_errors_is_unusable(answer):
+    with pytest.raises(UnusableAnswer, match="no CEFR level .* no feedback and no error"):
+        parse_model_output(json.dumps(answer), ANALYSIS, context=LEARNER)
+
+
+@pytest.mark.parametrize("answer", [
+    {"cefr_assessment": {"level": "A2"}},
+    {"feedback": "Clear."},
+    {"errors": ANALYSED["errors"]},
+])
+def test_any_one_of_level_feedback_or_errors_makes_an_analysis_usable(answer):
+    assert parse_model_output(json.dumps(answer), ANALYSIS, context=LEARNER).partial
+
+
+@pytest.mark.parametrize("value, joined", [
+    (["One.", "Two."], "One.\n\nTwo."),
+    ({"intro": "One.", "details": "Two."}, "One.\n\nTwo."),
+    ({"intro": " One. ", "blank": "", "none": None, "details": ["Two.", {"tip": "Three."}]}, "One.\n\nTwo.\n\nThree."),
+    ({"step": 1, "text": "One."}, "One."),  # a number is no paragraph: dropped (and noted)
+    ({"a": {"b": {"c": {"d": "Too deep."}}}, "e": "One."}, "One."),
+])
+def test_an_explanation_given_as_a_list_or_object_is_joined_in_order(value, joined):
+    result = parse_model_output(json.dumps({**EXPLAINED, "explanation": value}), EXPLANATION)
+    assert result.value.explanation == joined and result.partial and result.fields == ("explanation",)
+
+
+@pytest.mark.parametrize("value", [{}, {"intro": "", "details": "  "}, {"n": 1, "flag": True, "x": None}, [[]],
+                                   {"a": {"b": {"c": {"d": "Only too deep."}}}}])
+def test_an_explanation_object_without_text_is_unusable(value):
+    with pytest.raises(UnusableAnswer, match="explanation text"):
+        parse_model_output(json.dumps({**EXPLAINED, "explanation": value}), EXPLANATION)
+
+
+def test_key_points_inside_an_explanation_object_are_taken_as_key_points_not_text():
+    answer = {"title": "Modal verbs", "explanation": {"text": "Modals add meaning.", "key_points": ["No -s"]},
+              "examples": ["She can swim."]}
+    result = parse_model_output(json.dumps(answer), EXPLANATION)
+    assert result.value.model_dump() == EXPLAINED and result.partial
+
+
+def test_short_texts_are_not_joined_from_lists_or_objects():
+    notes = Notes()
+    assert text(["a", "b"], notes, "title") is MISSING and text({"a": "b"}, notes, "title") is MISSING
+    assert text(["Only one"], notes, "title") == "Only one"
+    assert text({"a": "x", "b": "y"}, notes, "feedback", joiner=" ") == "x y"
 
 
 def test_missing_feedback_is_empty_not_praise():
@@ -142,24 +212,30 @@ def test_metrics_count_failures_repairs_by_kind_and_time(caplog):
 # --- the re-ask, through the service and the fake Gemini server
 
 
-def _service(fake_gemini, *, reask: bool) -> AnalysisService:
+def _ask_analysis(fake_gemini, *, reask: bool):
+    """Ask for an analysis of LEARNER as the analysis service does: its prompt, its re-ask prompt."""
     client = GeminiClient(api_key=FAKE_PROVIDER_KEY, model="gemini-test", base_url=fake_gemini.base_url,
                           timeout_seconds=5)
-    model = LanguageModel(client, "not configured", reask=reask)
-    return AnalysisService(model, ProviderPolicy("gemini", "analyze", deadline_seconds=10))
+    inputs = AnalyzeRequest(**LEARNER).model_dump()
+    prompt = prompts.input_prompt("Analyse this learner text.", inputs)
+    try:
+        return ask_json(client, ANALYSIS, system=prompts.ANALYSIS_SYSTEM, prompt=prompt, timeout=10, context=inputs,
+                        reask=partial(prompts.reask_prompt, prompt) if reask else None)
+    finally:
+        client.close()
 
 
 def test_without_reask_an_unusable_answer_fails_at_once(fake_gemini):
     fake_gemini.script([{"text": "I can't help with that."}, {"text": json.dumps(ANALYSED)}])
     with pytest.raises(UnusableAnswer):
-        _service(fake_gemini, reask=False).analyze(AnalyzeRequest(**LEARNER))
+        _ask_analysis(fake_gemini, reask=False)
     assert fake_gemini.calls == 1
 
 
 def test_the_reask_states_the_problem_but_not_the_answer(fake_gemini):
     fake_gemini.script([{"text": "I can't help with REFUSAL-TEXT-77."}, {"text": json.dumps(ANALYSED)}])
-    outcome = _service(fake_gemini, reask=True).analyze(AnalyzeRequest(**LEARNER))
-    assert outcome.value == {**ANALYSED, "partial": False} and fake_gemini.calls == 2
+    parsed = _ask_analysis(fake_gemini, reask=True)
+    assert parsed.value.model_dump() == ANALYSED and not parsed.partial and fake_gemini.calls == 2
     prompt = fake_gemini.stats()["last_request"]["contents"][-1]["parts"][0]["text"]
     assert "could not be used: the answer contains no JSON object" in prompt
     assert "REFUSAL-TEXT-77" not in prompt and json.dumps(LEARNER["text"]) in prompt
@@ -167,8 +243,13 @@ def test_the_reask_states_the_problem_but_not_the_answer(fake_gemini):
 
 def test_a_partial_answer_is_not_asked_again(fake_gemini):
     fake_gemini.script([{"text": "```json\n" + json.dumps(ANALYSED) + "\n```"}])
-    outcome = _service(fake_gemini, reask=True).analyze(AnalyzeRequest(**LEARNER))
-    assert outcome.value["partial"] is True and fake_gemini.calls == 1
+    assert _ask_analysis(fake_gemini, reask=True).partial and fake_gemini.calls == 1
+
+
+def test_an_answer_without_a_level_is_not_asked_again(fake_gemini):
+    fake_gemini.script([{"text": json.dumps({**ANALYSED, "cefr_assessment": {"level": "intermediate"}})}])
+    parsed = _ask_analysis(fake_gemini, reask=True)
+    assert parsed.partial and parsed.value.cefr_assessment is None and fake_gemini.calls == 1
 
 
 def test_no_reask_without_time_left_for_it(fake_gemini):
@@ -209,7 +290,10 @@ def test_partial_answers_are_cached_briefly(make_app, auth, fake_gemini):
 
 
 def _within(got, clean) -> bool:
-    """Every value is the clean answer's own or an empty default; lists are prefixes of the clean ones."""
+    """Every value is the clean answer's own or an empty default (null for a CEFR assessment); lists are
+    prefixes of the clean ones."""
+    if isinstance(clean, dict) and got is None:
+        return "level" in clean  # only a CEFR assessment may be null
     if isinstance(clean, dict):
         return isinstance(got, dict) and all(key in clean and _within(value, clean[key]) for key, value in got.items())
     if isinstance(clean, list):

@@ -25,6 +25,16 @@ def test_corpus_covers_every_operation_and_malformation():
         tags = {tag for case in CASES if case.source == source for tag in case.tags}
         assert {"clean", "markdown", "prose", "comments", "trailing_commas", "single_quotes", "truncated",
                 "missing_fields", "renamed", "wrong_types", "refusal", "blocked", "reask"} <= tags, source
+        # the rules of "partial, not failed": a level that cannot be read, prose sent as an object
+        assert ({"cefr"} if source == "analyze" else set()) | {"object_of_strings"} <= tags, source
+
+
+def test_a_null_level_is_always_partial_and_never_asked_again():
+    nulls = [case for case in CASES if case.source == "analyze" and case.recovered
+             and case.data["cefr_assessment"] is None]
+    assert len(nulls) >= 10
+    for case in nulls:
+        assert case.data["partial"] is True and case.calls == 1 and "cefr_assessment" in case.expect["fields"], case.id
 
 
 @pytest.mark.parametrize("case", CASES, ids=_id)

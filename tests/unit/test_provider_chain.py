@@ -1,0 +1,60 @@
+"""Answers that degrade instead of failing: Gemini, then the fallback model, then (analysis) the local answer."""
+from __future__ import annotations
+
+import pytest
+
+from tests.envelope import assert_error, assert_ok
+
+TEXT = "Yesterday I recieve a letter from my freind becuase he is living in London now."
+
+
+def analyze(client, auth, text=TEXT):
+    return client.post("/api/analyze", json={"text": text}, headers=auth)
+
+
+@pytest.fixture
+def gemini_down(make_app, fake_gemini):
+    """An app whose Gemini answers 503 to everything (retries off, threshold 2, so the breaker opens fast)."""
+    fake_gemini.configure(error="503")
+    return make_app(RETRY_MAX_ATTEMPTS=1, CIRCUIT_BREAKER_FAILURE_THRESHOLD=2)
+
+
+def test_gemini_answers_first_and_says_so(client, auth):
+    response = analyze(client, auth)
+    data = assert_ok(response)
+    assert response.headers["X-Provider"] == "gemini" and response.get_json()["meta"]["provider"] == "gemini"
+    assert "degraded" not in data
+
+
+def test_without_any_model_the_analysis_is_local_and_marked_degraded(gemini_down, auth, admin, fake_gemini):
+    client = gemini_down.test_client()
+    for _ in range(3):  # the breaker opens after two failures; the third does not even call Gemini
+        response = analyze(client, auth)
+        data = assert_ok(response)
+        assert response.headers["X-Provider"] == "local" and data["degraded"] is True
+    assert {"text": "recieve", "correction": "receive"}.items() <= data["errors"][0].items()
+    assert data["cefr_assessment"] is None or data["cefr_assessment"]["confidence"] <= 0.4
+    assert fake_gemini.calls == 2
+    state = assert_ok(client.get("/api/circuit-breaker/state", headers=admin))["breakers"]["gemini"]
+    assert state["state"] == "open"
+
+
+def test_content_has_no_local_answer_and_keeps_its_errors(gemini_down, auth, fake_gemini):
+    client = gemini_down.test_client()
+    statuses = [client.post("/api/create_subtopics", json={"topic": "Past tense"}, headers=auth) for _ in range(3)]
+    assert [r.status_code for r in statuses] == [502, 502, 503]  # Gemini's 5xx twice, then its breaker open
+    assert_error(statuses[-1], 503, "PROVIDER_UNAVAILABLE")
+    assert fake_gemini.calls == 2
+
+
+def test_a_text_without_a_local_dictionary_keeps_the_error(gemini_down, auth):
+    client = gemini_down.test_client()
+    statuses = [analyze(client, auth, "これは日本語の文章です。私は毎日学校に行きます。") for _ in range(3)]
+    assert [r.status_code for r in statuses] == [502, 502, 503]
+    assert all(r.headers.get("X-Provider") is None for r in statuses)
+
+
+def test_a_callers_bad_request_never_falls_back(make_app, auth, fake_gemini):
+    fake_gemini.configure(error="400")
+    response = analyze(make_app().test_client(), auth)
+    assert response.status_code == 502 and fake_gemini.calls == 1
