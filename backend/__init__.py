@@ -54,8 +54,8 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     from backend.composition import build_backend
     from backend.http.context import EXTENSION
     from backend.http.hygiene import init_http_hygiene
-    from backend.observability.access_log import init_access_log
     from backend.monitoring.live_gauges import live_registry
+    from backend.observability.access_log import init_access_log
     from backend.observability.request_id import init_request_id
     from backend.observability.summary import MetricsSummary
 

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 # Language models in order of preference: the primary, then stand-ins for its outages.
 LANGUAGE_MODELS = ("gemini", "fallback")
 GEMINI_NOT_CONFIGURED = "Gemini is not configured: set GEMINI_API_KEY (and GEMINI_BASE_URL to use a proxy)"
+FALLBACK_NOT_CONFIGURED = "No fallback language model is set: set FALLBACK_LLM_BASE_URL (and FALLBACK_LLM_MODEL)"
 AZURE_NOT_CONFIGURED = ("Azure Speech is not configured: set AZURE_SPEECH_KEY and AZURE_SPEECH_REGION "
                         "(or AZURE_SPEECH_HOST for a container or proxy)")
 
@@ -72,6 +73,10 @@ def build_backend(settings: Settings) -> Backend:
     providers = ProviderRegistry(
         Provider("gemini", _gemini_client(settings), build_breaker("gemini", settings, shared),
                  Bulkhead("gemini", settings.gemini_bulkhead), GEMINI_NOT_CONFIGURED),
+        # The stand-in is listed only when set: without one nothing is missing, so health does not say degraded.
+        *([Provider("fallback", _fallback_client(settings), build_breaker("fallback", settings, shared),
+                    Bulkhead("fallback", settings.fallback_bulkhead), FALLBACK_NOT_CONFIGURED)]
+          if settings.fallback_configured else []),
         Provider("azure_speech", _azure_client(settings), build_breaker("azure_speech", settings, shared),
                  Bulkhead("azure_speech", settings.azure_speech_max_concurrency), AZURE_NOT_CONFIGURED),
     )
@@ -124,6 +129,19 @@ def _gemini_client(settings: Settings) -> Any:
                         max_output_tokens=settings.gemini_max_output_tokens,
                         thinking_budget=settings.gemini_thinking_budget,
                         prices=TokenPrices(settings.price_gemini_input_per_mtok, settings.price_gemini_output_per_mtok))
+
+
+def _fallback_client(settings: Settings) -> Any:
+    """An OpenAI-compatible chat-completions server through the openai SDK, or None when it is not set."""
+    if not settings.fallback_configured:
+        return None
+    from backend.providers.openai_compat import OpenAICompatClient  # importing openai costs ~0.45 s
+
+    return OpenAICompatClient(
+        base_url=settings.fallback_llm_base_url, api_key=settings.fallback_llm_api_key.get_secret_value(),
+        model=settings.fallback_llm_model, timeout_seconds=settings.fallback_llm_timeout_seconds,
+        max_output_tokens=settings.gemini_max_output_tokens, json_mode=settings.fallback_llm_json_mode,
+        prices=TokenPrices(settings.price_fallback_input_per_mtok, settings.price_fallback_output_per_mtok))
 
 
 def _azure_client(settings: Settings) -> Any:

@@ -303,7 +303,8 @@ class Settings(BaseSettings):
     @property
     def azure_configured(self) -> bool:
         """Whether Azure Speech calls can be made."""
-        return bool(self.azure_speech_key.get_secret_value()) and bool(self.azure_speech_region or self.azure_speech_host)
+        key = self.azure_speech_key.get_secret_value()
+        return bool(key) and bool(self.azure_speech_region or self.azure_speech_host)
 
 
 def _split(raw: str) -> list[str]:

@@ -109,8 +109,19 @@ def main() -> int:
           f"Redis is a private redis-server (BENCH_REDIS_URL to use another).")
     print(f"gunicorn layout under test: {'x'.join(map(str, harness.default_layout()))} (WEB_CONCURRENCY x WEB_THREADS)")
 
-    from bench import (cache_tiers, fan_in, gunicorn_settings, hit_throughput, load_test, local_analysis,
-                       miss_overhead, outage, parse_corpus, redis_outage, slow_upstream)
+    from bench import (
+        cache_tiers,
+        fan_in,
+        gunicorn_settings,
+        hit_throughput,
+        load_test,
+        local_analysis,
+        miss_overhead,
+        outage,
+        parse_corpus,
+        redis_outage,
+        slow_upstream,
+    )
 
     plan = [
         ("cache_tiers", "cache tier lookup latency", cache_tiers.main),

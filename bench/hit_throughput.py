@@ -6,8 +6,17 @@ import statistics
 
 import requests
 
-from bench.harness import (FakeProcess, auth_headers, cpu_seconds, layout_parser, learner_text, ratio_line,
-                           service, service_env, worker_pids)
+from bench.harness import (
+    FakeProcess,
+    auth_headers,
+    cpu_seconds,
+    layout_parser,
+    learner_text,
+    ratio_line,
+    service,
+    service_env,
+    worker_pids,
+)
 from bench.load import WrkResult, wrk
 
 TEXTS = 64  # distinct cached requests, cycled, so the hit path hashes and looks up real keys
@@ -44,7 +53,7 @@ def alternate(server, bodies: list[str], *, rounds: int, seconds: float, connect
                      "p50": statistics.median(r.p50_ms for r in results), "p99": max(r.p99_ms for r in results),
                      "cpu_us": cpu[name] / max(1, count) * 1e6,
                      "wrk_cpu": max(r.wrk_cpu_share for r in results)}
-    out["round_ratios"] = [h.rps / g.rps for h, g in zip(runs["hit"], runs["health"])]
+    out["round_ratios"] = [h.rps / g.rps for h, g in zip(runs["hit"], runs["health"], strict=True)]
     # The median round: one run that the host starved (or spared) cannot swing the figure.
     out["ratio"] = statistics.median(out["round_ratios"])
     return out

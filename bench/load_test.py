@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> dict:
             azure.stop()
         where = f"gunicorn {args.workers}x{args.threads} with the fakes (Gemini 300 ms, Azure Speech 200 ms)"
     print(f"locust {args.users} users (wait 1-3 s), {args.seconds} s, Zipf payload mix, against {where}")
-    shown = [("$API_KEY" if previous == "--api-key" else c) for previous, c in zip([""] + r["command"], r["command"])]
+    previous_words = [""] + r["command"][:-1]
+    shown = [("$API_KEY" if previous == "--api-key" else c)
+             for previous, c in zip(previous_words, r["command"], strict=True)]
     print("  command: python " + " ".join(shown[1:]))
     for name, row in r["rows"].items():
         print(f"  {row['Type'] or '':5s} {name:22s} {int(row['Request Count']):6d} req  {int(row['Failure Count']):4d} "

@@ -6,8 +6,17 @@ import json
 import time
 
 from backend.settings import Settings
-from bench.harness import (FakeProcess, auth_headers, cpu_seconds, layout_parser, learner_text, ratio_line, service,
-                           service_env, worker_pids)
+from bench.harness import (
+    FakeProcess,
+    auth_headers,
+    cpu_seconds,
+    layout_parser,
+    learner_text,
+    ratio_line,
+    service,
+    service_env,
+    worker_pids,
+)
 from bench.load import percentile
 
 PATH = f"/v1beta/models/{Settings.model_fields['gemini_model'].default}:generateContent"
@@ -86,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     through, direct = r["through"], r["direct"]
     p50 = ms(through, 0.5) - ms(direct, 0.5)
     p99 = ms(through, 0.99) - ms(direct, 0.99)
-    paired = [(t - d) * 1000 for t, d in zip(through, direct)]
+    paired = [(t - d) * 1000 for t, d in zip(through, direct, strict=True)]
     print(f"gunicorn {args.workers}x{args.threads}, fake Gemini without latency, {len(through)} sequential "
           f"uncached POST /api/analyze (status, X-Cache: {r['statuses']})")
     print(f"  direct to the fake     p50 {ms(direct, 0.5):7.2f} ms  p99 {ms(direct, 0.99):7.2f} ms")

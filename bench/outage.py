@@ -5,8 +5,16 @@ import time
 
 import requests
 
-from bench.harness import (ADMIN_KEY, FakeProcess, auth_headers, layout_parser, learner_text, ratio_line, service,
-                           service_env)
+from bench.harness import (
+    ADMIN_KEY,
+    FakeProcess,
+    auth_headers,
+    layout_parser,
+    learner_text,
+    ratio_line,
+    service,
+    service_env,
+)
 from bench.load import closed_loop, http_request, open_loop, percentile
 
 TIMEOUT_S = 1  # GEMINI_TIMEOUT_SECONDS: each hanging attempt costs this much before the breaker opens

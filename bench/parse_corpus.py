@@ -1,4 +1,5 @@
-"""Recovery rate and parse time of the model-output corpora: `python -m bench.parse_corpus [--repeat N] [--corpus C]`."""
+"""Recovery rate and parse time of the model-output corpora: `python -m bench.parse_corpus [--repeat N] [--corpus C]`
+(`--only GLOB` measures some held-out files, such as one batch: `--only '*_3.json'`)."""
 # Each scripted answer text is one sample, parsed directly (no server). It is recoverable when it is the
 # last answer of a case that must succeed; every other text must be refused. The main corpus pins the
 # recovery rules; the held-out one (tests/corpus/heldout/) was written from the documented rules before the

@@ -6,8 +6,16 @@ import time
 
 import requests
 
-from bench.harness import (FakeProcess, PrivateRedis, auth_headers, layout_parser, learner_text, ratio_line,
-                           service, service_env)
+from bench.harness import (
+    FakeProcess,
+    PrivateRedis,
+    auth_headers,
+    layout_parser,
+    learner_text,
+    ratio_line,
+    service,
+    service_env,
+)
 from bench.load import closed_loop, http_request, percentile, wrk
 
 TEXTS = 64
@@ -31,7 +39,7 @@ def measure(workers: int, threads: int, seconds: float, connections: int) -> dic
     try:
         with service(service_env(gemini, redis=redis.url), workers, threads) as server:
             bodies = [json.dumps({"text": learner_text(i), "level": "B1"}) for i in range(TEXTS)]
-            for rounds in range(3):  # cached, and promoted to every worker's memory tier
+            for _ in range(3):  # cached, and promoted to every worker's memory tier
                 for i, body in enumerate(bodies):
                     requests.post(f"{server.url}/api/analyze", data=body, headers=auth_headers(i),
                                   timeout=30).raise_for_status()

@@ -1,11 +1,20 @@
 """Slow upstream (1 s): throughput of N concurrent clients with distinct requests, relative to N / 1 s."""
 from __future__ import annotations
 
-
 import requests
 
-from bench.harness import (FakeProcess, auth_headers, cpu_seconds, layout_parser, learner_text, ratio_line,
-                           rss_mib, service, service_env, worker_pids)
+from bench.harness import (
+    FakeProcess,
+    auth_headers,
+    cpu_seconds,
+    layout_parser,
+    learner_text,
+    ratio_line,
+    rss_mib,
+    service,
+    service_env,
+    worker_pids,
+)
 from bench.load import closed_loop, http_request, percentile
 
 LATENCY_S = 1.0

@@ -6,6 +6,7 @@ import pytest
 from backend import create_app
 from tests.fakes.azure_speech import FakeAzureSpeech
 from tests.fakes.gemini import FakeGemini
+from tests.fakes.openai_compat import FakeOpenAI
 
 CLIENT_KEY = "test-client-key-0123456789"
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -28,10 +29,18 @@ def fake_azure():
     fake.stop()
 
 
+@pytest.fixture(scope="session")
+def fake_openai():
+    """A fake OpenAI-compatible chat-completions server for the whole session (reset before each test)."""
+    fake = FakeOpenAI(key=FAKE_PROVIDER_KEY).start()
+    yield fake
+    fake.stop()
+
+
 @pytest.fixture(autouse=True)
 def _reset_fakes(request):
     """Give every test fresh fakes: counters at zero, no injected faults."""
-    for name in ("fake_gemini", "fake_azure"):
+    for name in ("fake_gemini", "fake_azure", "fake_openai"):
         if name in request.fixturenames:
             request.getfixturevalue(name).reset()
 

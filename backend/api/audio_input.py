@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from flask import current_app, request
+from flask import request
 from pydantic import BaseModel
 
 from backend.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from backend.http.context import current_backend
 from backend.http.validation import is_json_request, json_body, validate
 from backend.media.audio import DecodedAudio, decode_audio
+from backend.schemas.requests import AudioUrlRequest
 
 F = TypeVar("F", bound=BaseModel)
-U = TypeVar("U", bound=BaseModel)
+U = TypeVar("U", bound=AudioUrlRequest)
 
 
 def audio_request(form_model: type[F], url_model: type[U]) -> tuple[DecodedAudio, F | U]:
@@ -23,7 +24,7 @@ def audio_request(form_model: type[F], url_model: type[U]) -> tuple[DecodedAudio
     if is_json_request():
         url_fields = json_body(url_model)
         # One fetcher per worker: its bulkhead bounds the downloads in flight in this process.
-        raw = backend.audio_fetcher.fetch(getattr(url_fields, "audio_url"))
+        raw = backend.audio_fetcher.fetch(url_fields.audio_url)
         fields = url_fields
     elif request.mimetype == "multipart/form-data":
         upload = request.files.get("audio")

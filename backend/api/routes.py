@@ -1,7 +1,7 @@
 """AI routes: parse and validate, call a service, wrap the outcome in the envelope. No logic here."""
 from __future__ import annotations
 
-from flask import Response, current_app
+from flask import Response
 
 from backend.api import bp
 from backend.api.audio_input import audio_request

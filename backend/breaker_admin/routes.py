@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from flask import Response, current_app
+from flask import Response
 
 from backend.breaker_admin import bp
 from backend.errors import ServiceUnavailable, ValidationFailed

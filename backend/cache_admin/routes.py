@@ -1,7 +1,7 @@
 """Cache statistics and clearing; a clear reaches every worker and instance before it returns."""
 from __future__ import annotations
 
-from flask import Response, current_app
+from flask import Response
 
 from backend.cache_admin import bp
 from backend.errors import ServiceUnavailable

@@ -1,7 +1,7 @@
 """Health endpoints: /health touches nothing; the others report components."""
 from __future__ import annotations
 
-from flask import Response, current_app
+from flask import Response
 
 from backend.errors import ServiceUnavailable
 from backend.health import bp

@@ -10,7 +10,7 @@ import math
 import time
 from typing import Callable, TypeVar
 
-from flask import current_app, g, request
+from flask import g, request
 
 from backend.errors import Forbidden, RateLimited, Unauthorized
 from backend.http.client_address import request_address

@@ -3,19 +3,26 @@
 | field                      | missing or unusable            | checks                                            |
 | -------------------------- | ------------------------------ | ------------------------------------------------- |
 | cefr_assessment            | null: a level is never         | needs a level; a bare level string is one, and a  |
-|                            | invented                       | flat ``cefr_level`` key too                       |
+|                            | invented                       | flat ``cefr_level`` key too; a one-item list is   |
+|                            |                                | its item                                          |
 | cefr_assessment.level      | the whole assessment is null   | A1..C2, read only when unambiguous (below)        |
 | cefr_assessment.confidence | 0.0: no confidence is claimed  | a number, "0.8" or "80%"; outside 0..1 dropped    |
 | cefr_assessment.rationale  | ""                             | a string (a list or object of strings joined)     |
 | errors                     | []                             | each needs a known type, words found in the       |
 |                            |                                | learner's text and a correction that differs;     |
-|                            |                                | others are dropped; one object is a list of one   |
+|                            |                                | others are dropped; one object is a list of one,  |
+|                            |                                | an object with numbered keys a list (below)       |
 | errors[].explanation       | ""                             | a string                                          |
 | feedback                   | "", never invented praise      | a string (a list or object of strings joined)     |
 | strengths,                 | []                             | non-empty strings; one string becomes a list, an  |
 | improvement_areas          |                                | object the list of its values                     |
 | recommended_tasks          | []                             | each needs a title (a bare string is one);        |
-|                            |                                | a missing description is ""                       |
+|                            |                                | a missing description is ""; numbered keys as for |
+|                            |                                | errors                                            |
+
+The whole answer sent as a one-item list ``[{...}]`` is that item. An object whose keys only number its items
+({"1": {...}, "2": {...}}, {"error_1": ...}, {"Task 1": ...}: see ``recover.numbered``) where a list is asked
+for is the list of its items in the order of their numbers.
 
 A usable analysis holds at least one of: a CEFR level, feedback, an error that passed the checks. An answer
 with none of them (``{}``, a refusal, only strengths) is unusable: it is asked for again once, then 502.
@@ -37,10 +44,12 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+from backend.llm.extract import Unusable
 from backend.llm.recover import (
     MISSING,
     Notes,
     default,
+    lone_item,
     number,
     objects,
     pick,
@@ -50,7 +59,6 @@ from backend.llm.recover import (
     titled_item,
     unwrap,
 )
-from backend.llm.extract import Unusable
 from backend.schemas.responses import AnalysisAnswer
 
 LEVELS = ("A1", "A2", "B1", "B2", "C1", "C2")
@@ -95,7 +103,8 @@ KNOWN = {*ALIASES, *(a for names in ALIASES.values() for a in names), "cefr_leve
 
 def recover_analysis(data: Any, context: Mapping[str, Any], notes: Notes) -> AnalysisAnswer:
     """Build the analysis from whatever the model sent, noting each change; Unusable when nothing in it helps."""
-    obj = unwrap(data, KNOWN, notes, object_fields={"cefr_assessment", *ALIASES["cefr_assessment"]})
+    obj = unwrap(lone_item(data, notes, "$", "unwrapped"), KNOWN, notes,
+                 object_fields={"cefr_assessment", *ALIASES["cefr_assessment"]})
     if not isinstance(obj, dict):
         return require(MISSING, "analysis object")
     field = {name: pick(obj, name, aliases, notes, name) for name, aliases in ALIASES.items()}
@@ -105,20 +114,21 @@ def recover_analysis(data: Any, context: Mapping[str, Any], notes: Notes) -> Ana
     if cefr is None and not errors and not feedback.strip():
         raise Unusable("the answer has no CEFR level (cefr_assessment.level, one of A1..C2), no feedback "
                        "and no error found in the learner's text")
-    return AnalysisAnswer(
-        errors=errors,
-        feedback=feedback,
-        strengths=default(text_list(field["strengths"], notes, "strengths"), [], notes, "strengths"),
-        improvement_areas=default(text_list(field["improvement_areas"], notes, "improvement_areas"), [], notes,
-                                  "improvement_areas"),
-        recommended_tasks=_tasks(field["recommended_tasks"], notes),
-        cefr_assessment=cefr,
-    )
+    return AnalysisAnswer.model_validate({
+        "errors": errors,
+        "feedback": feedback,
+        "strengths": default(text_list(field["strengths"], notes, "strengths"), [], notes, "strengths"),
+        "improvement_areas": default(text_list(field["improvement_areas"], notes, "improvement_areas"), [], notes,
+                                     "improvement_areas"),
+        "recommended_tasks": _tasks(field["recommended_tasks"], notes),
+        "cefr_assessment": cefr,
+    })
 
 
 def _cefr(value: Any, obj: Mapping[str, Any], notes: Notes) -> dict[str, Any] | None:
     """The assessment, or None (noted) without a trustworthy level; a bare level string or a flat ``cefr_level``
     key also count."""
+    value = lone_item(value, notes, "cefr_assessment", "coerced")
     if value is MISSING:
         flat = pick(obj, "cefr_level", (), notes, "cefr_assessment")
         value = {"level": flat} if flat is not MISSING else MISSING

@@ -50,4 +50,5 @@ def ask_json(client: LLMClient, operation: Operation[M], *, system: str, prompt:
         return attempt(reask(reason), remaining)
     except ProviderBadResponse as second:
         again = second.reason if isinstance(second, UnusableAnswer) else second.message
-        raise UnusableAnswer(f"{again} (also after asking again)", provider=second.provider or client.provider) from None
+        provider = second.provider or client.provider
+        raise UnusableAnswer(f"{again} (also after asking again)", provider=provider) from None

@@ -7,10 +7,16 @@ Subtopics:
 | subtopics                | essential: none usable, unusable     | each needs a title (a bare string is one);  |
 |                          |                                      | repeated titles are dropped; one object is  |
 |                          |                                      | a list of one; an object of title ->        |
-|                          |                                      | description a list of subtopics             |
+|                          |                                      | description a list of subtopics; an object  |
+|                          |                                      | with numbered keys the list of its items    |
 | subtopics[].description  | ""                                   | a string (a list or object of strings       |
 |                          |                                      | joined with spaces)                         |
 | topic                    | always the requested one (not partial) | -                                         |
+
+A bare list is the list of subtopics, except a one-item list whose item is the answer itself (it holds the
+``subtopics`` list, or has no title): ``[{"topic": ..., "subtopics": [...]}]`` is that answer. Numbered keys
+are ``{"1": ..., "2": ...}`` or one word followed by numbers (``{"Subtopic 1": ...}``; see ``recover.numbered``),
+taken in the order of their numbers.
 
 Fewer subtopics than requested marks the answer partial. More are cut to the requested count without
 marking it partial: every subtopic returned is the model's own, complete and checked, and the request
@@ -30,7 +36,9 @@ An explanation given as a list or an object ({"intro": "...", "details": "..."})
 strings in order (an object's values; its keys are labels and are left out), one paragraph each, separated by
 a blank line; strings in nested lists and objects count too, up to three levels down; numbers, booleans and
 nulls inside are dropped. Inside such an object, a ``title``, ``key_points`` or ``examples`` is no paragraph:
-it is taken as that field when the answer lacks it at the top. Any of this marks the answer partial.
+it is taken as that field when the answer lacks it at the top. The whole answer sent as a bare list of strings
+is the explanation text, joined the same way (so the title is the requested subtopic's name, and key points and
+examples are empty); sent as a one-item list ``[{...}]`` it is that item. Any of this marks the answer partial.
 """
 from __future__ import annotations
 
@@ -40,7 +48,9 @@ from backend.llm.recover import (
     MISSING,
     Notes,
     default,
+    lone_item,
     normal_key,
+    numbered,
     objects,
     pick,
     require,
@@ -70,9 +80,10 @@ _TITLE_KEYS = {"title", *SUBTOPIC_ALIASES["title"]}
 
 def recover_subtopics(data: Any, context: Mapping[str, Any], notes: Notes) -> SubtopicList:
     """Build a SubtopicList of at most ``count`` checked subtopics; Unusable when none is usable."""
-    if isinstance(data, list):
+    if isinstance(data, list) and not _is_answer(data):
         notes.note("unwrapped", "$")
         data = {"subtopics": data}
+    data = lone_item(data, notes, "$", "unwrapped")
     obj = unwrap(data, _SUBTOPICS_KNOWN, notes)
     raw = pick(obj, "subtopics", SUBTOPICS_ALIASES, notes, "subtopics") if isinstance(obj, dict) else MISSING
     if isinstance(raw, dict) and raw and not _TITLE_KEYS & {normal_key(k) for k in raw}:
@@ -91,14 +102,23 @@ def recover_subtopics(data: Any, context: Mapping[str, Any], notes: Notes) -> Su
     count = int(context.get("count") or len(subtopics))
     if len(subtopics) < count:
         notes.note("incomplete", "subtopics")
-    return SubtopicList(topic=str(context.get("topic", "")), subtopics=subtopics[:count])
+    return SubtopicList.model_validate({"topic": str(context.get("topic", "")), "subtopics": subtopics[:count]})
+
+
+def _is_answer(data: list[Any]) -> bool:
+    """Whether a bare list is a one-item list holding the whole answer rather than a list of subtopics."""
+    if len(data) != 1 or not isinstance(data[0], dict):
+        return False
+    keys = {normal_key(k) for k in data[0]}
+    return bool(keys & _SUBTOPICS_KNOWN) or not keys & _TITLE_KEYS
 
 
 def _from_mapping(raw: dict[str, Any], notes: Notes) -> list[Any]:
-    """Subtopics sent as an object: {"Title": "description"} pairs, or numbered items {"1": ..., "2": ...}."""
+    """Subtopics sent as an object: numbered items {"1": ..., "2": ...}, or {"Title": "description"} pairs."""
     notes.note("coerced", "subtopics")
-    if all(str(key).strip().isdigit() for key in raw):
-        return list(raw.values())
+    items = numbered(raw)
+    if items is not None:
+        return items
     items = []
     for key, value in raw.items():
         if not isinstance(value, dict):
@@ -112,7 +132,10 @@ def _from_mapping(raw: dict[str, Any], notes: Notes) -> list[Any]:
 
 def recover_explanation(data: Any, context: Mapping[str, Any], notes: Notes) -> TopicExplanation:
     """Build a TopicExplanation; Unusable without the explanation text itself."""
-    obj = unwrap(data, _EXPLANATION_KNOWN, notes)
+    if isinstance(data, list) and data and all(isinstance(item, str) for item in data):
+        notes.note("unwrapped", "$")  # the paragraphs alone: the explanation field, without the others
+        data = {"explanation": data}
+    obj = unwrap(lone_item(data, notes, "$", "unwrapped"), _EXPLANATION_KNOWN, notes)
     if not isinstance(obj, dict):
         return require(MISSING, "explanation object")
     got = {name: pick(obj, name, aliases, notes, name) for name, aliases in EXPLANATION_ALIASES.items()}

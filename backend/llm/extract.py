@@ -55,6 +55,10 @@ def extract_json(text: str, *, max_repair_chars: int) -> Extracted:
         pass
     else:  # valid JSON with prose around it
         return _decode_nested(value, kinds + ["prose"], max_repair_chars)
+    if likely is None:
+        # Brackets in prose ("I can't explain {this}", "[see above]") open nothing JSON-like: json-repair would
+        # turn their words into a list of strings, which reads as subtopic titles or explanation paragraphs.
+        raise Unusable("the answer contains no JSON object")
     return _repair(body, start, kinds, max_repair_chars)
 
 

@@ -11,6 +11,8 @@ from backend.llm.extract import Unusable
 MISSING: Any = object()
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _PERCENT = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
+# A key that numbers an item: "1", "2." or one word and a number ("item1", "error_2", "Subtopic 3", "Task #4").
+_NUMBERED_KEY = re.compile(r"^\s*([^\W\d_]*)[\s_#.-]*(\d{1,6})\.?\s*$")
 # How deep prose is looked for in nested lists and objects: {"intro": ..., "details": {"a": [...]}} at most.
 PROSE_DEPTH = 3
 
@@ -77,6 +79,36 @@ def unwrap(data: Any, known: set[str], notes: Notes, *, object_fields: frozenset
     return data
 
 
+def lone_item(value: Any, notes: Notes, path: str, kind: str) -> Any:
+    """A one-item list where one object is expected is that object (noted as ``kind``); anything else as it is."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+        notes.note(kind, path)
+        return value[0]
+    return value
+
+
+def numbered(value: Any) -> list[Any] | None:
+    """The items of an object whose keys only number them, in the order of their numbers; None for other values.
+
+    Numbered keys are whole numbers ({"1": ..., "2": ...}), or one and the same word followed by numbers
+    counted from 0 or 1 without a gap ({"item1": ..., "item2": ...}, {"Error 1": ...}): a lone "Covid19" is a name."""
+    if not isinstance(value, dict) or not value:
+        return None
+    found = []
+    for key, item in value.items():
+        match = _NUMBERED_KEY.match(str(key))
+        if match is None:
+            return None
+        found.append((match.group(1).casefold(), int(match.group(2)), item))
+    words = {word for word, _, _ in found}
+    numbers = sorted(number for _, number, _ in found)
+    if len(words) != 1 or len(set(numbers)) != len(numbers):
+        return None
+    if words != {""} and (numbers[0] > 1 or numbers[-1] - numbers[0] != len(numbers) - 1):
+        return None
+    return [item for _, _, item in sorted(found, key=lambda found_item: found_item[1])]
+
+
 def text(value: Any, notes: Notes, path: str, *, joiner: str | None = None) -> Any:
     """A string; a number or a one-string list becomes one; only prose (``joiner``) takes lists and objects."""
     if isinstance(value, str):
@@ -134,7 +166,7 @@ def text_list(value: Any, notes: Notes, path: str) -> Any:
         return [value]
     if isinstance(value, dict) and value:
         notes.note("coerced", path)
-        value = list(value.values())
+        value = numbered(value) or list(value.values())
     if not isinstance(value, list):
         if value is not MISSING and value is not None:
             notes.note("dropped", path)
@@ -179,10 +211,11 @@ def _finite_number(value: Any) -> bool:
 
 
 def objects(value: Any, notes: Notes, path: str) -> list[tuple[int, Any]]:
-    """Items of a list with their indexes; one object where a list was asked for becomes a list of one."""
+    """Items of a list with their indexes; an object with numbered keys is the list of its items (see ``numbered``),
+    any other object where a list was asked for a list of one."""
     if isinstance(value, dict):
         notes.note("coerced", path)
-        return [(0, value)]
+        return list(enumerate(numbered(value) or [value]))
     if isinstance(value, list):
         return list(enumerate(value))
     if value is not MISSING and value is not None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Iterable
 from urllib.parse import quote, urlsplit
 
 from backend.errors import ValidationFailed

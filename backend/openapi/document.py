@@ -97,7 +97,8 @@ def build_document() -> dict[str, Any]:
                                 "type": "string", "enum": ["ok"]}}, "required": ["status"]})}}},
         "/health/ready": {"get": {"summary": "Readiness", "responses": {
             "200": envelope(open_object()), **error_responses((503,))}}},
-        "/health/cache": {"get": {"summary": "Cache mode and statistics", "responses": {"200": envelope(open_object())}}},
+        "/health/cache": {"get": {"summary": "Cache mode and statistics",
+                                  "responses": {"200": envelope(open_object())}}},
         "/api/health": {"get": {"summary": "Component health", "responses": {
             "200": envelope(open_object()), **error_responses((503,))}}},
         "/metrics": {"get": {"summary": "Prometheus metrics of every worker", "responses": {"200": {

@@ -86,7 +86,7 @@ def _weighted_mean(values: list[float], weights: list[int]) -> float:
     total = sum(weights)
     if total <= 0:
         return round(sum(values) / len(values), 4)
-    return round(sum(v * w for v, w in zip(values, weights)) / total, 4)
+    return round(sum(v * w for v, w in zip(values, weights, strict=True)) / total, 4)
 
 
 def _clamp(value: float, low: float, high: float) -> float:

@@ -13,7 +13,7 @@ import httpx2
 import openai
 from pydantic import BaseModel
 
-from backend.errors import ProviderError, timeout_for_input
+from backend.errors import ProviderError, ProviderNotConfigured, timeout_for_input
 from backend.llm.client import LLMAnswer, Message
 from backend.observability.cost import TokenPrices, charge
 from backend.providers.openai_compat_errors import PROVIDER, logger, map_error, refused_feature
@@ -84,9 +84,14 @@ class OpenAICompatClient:
         shared by its threads: httpx2's client is thread-safe)."""
         with self._lock:
             if self._client is None or self._pid != os.getpid():
-                self._client = openai.OpenAI(
-                    base_url=self._base_url, api_key=self._api_key, max_retries=0,  # retries are the policy's
-                    timeout=_http_timeout(self._timeout_seconds), default_headers=_explicit_headers(self._api_key))
+                try:
+                    self._client = openai.OpenAI(
+                        base_url=self._base_url, api_key=self._api_key, max_retries=0,  # retries are the policy's
+                        timeout=_http_timeout(self._timeout_seconds), default_headers=_explicit_headers(self._api_key))
+                except Exception as exc:  # e.g. an SSL setup failure: an operator problem, not a provider outage
+                    logger.error("the fallback model's SDK client could not be built", exc_info=True)
+                    raise ProviderNotConfigured("The fallback model's client could not be built",
+                                                provider=PROVIDER) from exc
                 self._pid = os.getpid()
             return self._client
 

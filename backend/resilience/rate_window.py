@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from backend.resilience.store import Store, StoreUnavailable
 from backend.resilience.store_redis import RedisStore

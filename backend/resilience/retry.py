@@ -12,7 +12,6 @@ from tenacity import (
     stop_after_attempt,
     stop_any,
 )
-
 from tenacity.stop import stop_base
 
 from backend.errors import ProviderError, ProviderInputTimeout, ProviderTimeout

@@ -131,7 +131,7 @@ class Store(ABC):
         """Whether an evictable entry (a cached answer) may be written now; control state is always written."""
         return True
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a no-op by default: only stores holding connections override it)
         """Release connections."""
 
 
@@ -281,6 +281,6 @@ class FailoverStore(Store):
     def probe(self) -> bool:
         return self.primary.probe()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a no-op by default: only stores holding connections override it)
         self.primary.close()
         self.fallback.close()

@@ -31,8 +31,8 @@ _EXPIRE_IF_EQUALS = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
 _SET_IF_EQUALS = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
                   "redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0")
 _INCR_WITH_TTL = ("local v = redis.call('incrby', KEYS[1], ARGV[1]) "
-                  "if v == tonumber(ARGV[1]) and tonumber(ARGV[2]) > 0 then redis.call('pexpire', KEYS[1], ARGV[2]) end "
-                  "return v")
+                  "if v == tonumber(ARGV[1]) and tonumber(ARGV[2]) > 0 then "
+                  "redis.call('pexpire', KEYS[1], ARGV[2]) end return v")
 
 
 class RedisStore(Store):

@@ -13,7 +13,8 @@ class AnalysisAnswer(WritingAnalysis):
 
     The model is still asked for a level (WritingAnalysis requires one); this is what is kept of its answer."""
 
-    cefr_assessment: Optional[CefrAssessment] = Field(
+    # Narrowing a required field to an optional one is the point here (pydantic overrides fields by name).
+    cefr_assessment: Optional[CefrAssessment] = Field(  # type: ignore[assignment]
         description="null when the model gave no level that could be read unambiguously as A1..C2 "
                     "(partial is then true); a level is never invented")
 

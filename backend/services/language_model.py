@@ -9,8 +9,13 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from pydantic import BaseModel
 
-from backend.errors import (ProviderAuthError, ProviderError, ProviderInputTimeout, ProviderNotConfigured,
-                            ProviderUnavailable)
+from backend.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderInputTimeout,
+    ProviderNotConfigured,
+    ProviderUnavailable,
+)
 from backend.llm.ask import ask_json
 from backend.llm.client import LLMClient
 from backend.llm.parse import DEFAULT_MAX_REPAIR_CHARS, Operation

@@ -21,8 +21,14 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from tests.fakes import azure_usp as usp
-from tests.fakes.azure_settings import (DEFAULT_TRANSCRIPT, ERRORS, FakeSpeechSettings, pick_failure, sentences,
-                                        settings_from_query)
+from tests.fakes.azure_settings import (
+    DEFAULT_TRANSCRIPT,
+    ERRORS,
+    FakeSpeechSettings,
+    pick_failure,
+    sentences,
+    settings_from_query,
+)
 
 HANDSHAKE_ERRORS = {"503": http.HTTPStatus.SERVICE_UNAVAILABLE, "429": http.HTTPStatus.TOO_MANY_REQUESTS}
 RETRY_AFTER_SECONDS = 1

@@ -11,13 +11,14 @@ from pathlib import Path
 from tests.audio_samples import speech_wav
 from tests.fakes.azure_speech import FakeAzureSpeech
 from tests.fakes.gemini import FakeGemini
+from tests.fakes.openai_compat import FakeOpenAI
 
 DEMO_KEY = "demo-key"
 DEMO_ADMIN_KEY = "demo-admin-key"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def banner(port: int, wav: Path, gemini: FakeGemini, azure: FakeAzureSpeech) -> str:
+def banner(port: int, wav: Path, gemini: FakeGemini, azure: FakeAzureSpeech, fallback: FakeOpenAI) -> str:
     """What the user sees first: simulated providers, keys, and one curl line per endpoint."""
     base, auth = f"http://127.0.0.1:{port}", f"-H 'X-API-Key: {DEMO_KEY}'"
     json_header = "-H 'Content-Type: application/json'"
@@ -25,6 +26,7 @@ def banner(port: int, wav: Path, gemini: FakeGemini, azure: FakeAzureSpeech) -> 
         "=" * 78,
         " Backend-AI DEMO: the AI providers are SIMULATED (local fakes, no cloud calls, no cost).",
         f"   fake Gemini        {gemini.base_url}   (calls: {gemini.base_url}/_fake/calls)",
+        f"   fake fallback LLM  {fallback.base_url}   (OpenAI-compatible; calls: {fallback.root_url}/_fake/calls)",
         f"   fake Azure Speech  {azure.host_url}   (calls: http://127.0.0.1:{azure.port}/_fake/calls)",
         f"   service            {base}   client key: {DEMO_KEY}   admin key: {DEMO_ADMIN_KEY}",
         "=" * 78,
@@ -35,6 +37,11 @@ def banner(port: int, wav: Path, gemini: FakeGemini, azure: FakeAzureSpeech) -> 
         f"{base}/api/explanation",
         f"curl -s {auth} -F audio=@{wav} {base}/api/transcribe",
         f"curl -s {auth} -F audio=@{wav} -F 'reference_text=The quick brown fox jumps.' {base}/api/pronunciation",
+        "Gemini down, the fallback answers (X-Provider: fallback):",
+        f"  curl -s -d '{{\"error\": \"503\"}}' {gemini.base_url}/_fake/config && curl -si {auth} {json_header} "
+        f"-d '{{\"text\": \"She go to school.\"}}' {base}/api/analyze",
+        f"Both down, a local answer (X-Provider: local): curl -s -d '{{\"error\": \"503\"}}' "
+        f"{fallback.root_url}/_fake/config",
         "Press Ctrl-C to stop.",
     ])
 
@@ -44,14 +51,17 @@ def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
     gemini = FakeGemini(port=int(os.environ.get("DEMO_GEMINI_PORT", "0")), latency_ms=300).start()
     azure = FakeAzureSpeech(port=int(os.environ.get("DEMO_AZURE_PORT", "0")), latency_ms=200).start()
+    fallback = FakeOpenAI(port=int(os.environ.get("DEMO_FALLBACK_PORT", "0")), latency_ms=300, key="simulated").start()
     wav = Path(tempfile.gettempdir()) / "backend-ai-demo.wav"
     wav.write_bytes(speech_wav(segments=3))
     env = {**os.environ, "PORT": str(port), "APP_ENV": "development", "API_KEYS": f"demo:{DEMO_KEY}",
            "ADMIN_API_KEY": DEMO_ADMIN_KEY, "GEMINI_API_KEY": "simulated", "GEMINI_BASE_URL": gemini.base_url,
-           "AZURE_SPEECH_KEY": "simulated", "AZURE_SPEECH_HOST": azure.host_url, "LOG_FORMAT": "text"}
+           "AZURE_SPEECH_KEY": "simulated", "AZURE_SPEECH_HOST": azure.host_url, "LOG_FORMAT": "text",
+           "FALLBACK_LLM_BASE_URL": fallback.base_url, "FALLBACK_LLM_API_KEY": "simulated",
+           "FALLBACK_LLM_MODEL": "simulated-fallback"}
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "wsgi:app"],
                               cwd=ROOT, env=env)
-    print(banner(port, wav, gemini, azure), flush=True)
+    print(banner(port, wav, gemini, azure, fallback), flush=True)
     try:
         return server.wait()
     except KeyboardInterrupt:
@@ -60,6 +70,7 @@ def main() -> int:
     finally:
         gemini.stop()
         azure.stop()
+        fallback.stop()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ def server(fake_gemini, fake_azure, tmp_path_factory):
            "AZURE_SPEECH_KEY": FAKE_PROVIDER_KEY, "AZURE_SPEECH_HOST": fake_azure.host_url,
            "CACHE_MODE": "disk", "CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
            # Fuzzing is about every answer being documented: limits and auth throttling would hide the logic.
-           "RATE_LIMIT_AI": "100000/minute", "RATE_LIMIT_AI_PER_KEY": "100000/minute", "RATE_LIMIT_DEFAULT": "100000/minute",
+           "RATE_LIMIT_AI": "100000/minute", "RATE_LIMIT_AI_PER_KEY": "100000/minute",
+           "RATE_LIMIT_DEFAULT": "100000/minute",
            "AUTH_FAILURE_LIMIT_PER_MINUTE": "100000", "MAX_AUDIO_BYTES": "2000000"}
     with Gunicorn(env, workers=2, threads=8) as instance:
         yield instance

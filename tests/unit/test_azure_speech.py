@@ -11,8 +11,12 @@ from backend import errors
 from backend.providers import azure_results, azure_speech
 from backend.providers.azure_speech import AzureSpeechClient
 from tests.fakes.azure_speech import DEFAULT_TRANSCRIPT, FakeAzureSpeech
-from tests.fakes.fixtures_azure import FAKE_AZURE_KEY, RATE, speech_pcm
-from tests.fakes.fixtures_azure import fake_azure_speech  # noqa: F401  (fixture)
+from tests.fakes.fixtures_azure import (
+    FAKE_AZURE_KEY,
+    RATE,
+    fake_azure_speech,  # noqa: F401  (fixture)
+    speech_pcm,
+)
 
 REFERENCE = "Hello there, my good friend."
 SDK_CONNECTION_ATTEMPTS = 5  # the SDK retries a refused handshake or a dropped connection itself, 5 attempts in ~1 s

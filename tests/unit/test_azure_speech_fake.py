@@ -11,8 +11,12 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.fakes.azure_speech import DEFAULT_TRANSCRIPT, FakeAzureSpeech
-from tests.fakes.fixtures_azure import FAKE_AZURE_KEY, RATE, speech_pcm
-from tests.fakes.fixtures_azure import fake_azure_speech  # noqa: F401  (fixture)
+from tests.fakes.fixtures_azure import (
+    FAKE_AZURE_KEY,
+    RATE,
+    fake_azure_speech,  # noqa: F401  (fixture)
+    speech_pcm,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

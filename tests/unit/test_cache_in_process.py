@@ -9,6 +9,7 @@ import pytest
 from tests.envelope import assert_error, assert_ok
 
 TEXT = {"text": "She go to school yesterday."}
+TOPIC = {"topic": "Cinema"}
 
 
 @pytest.mark.parametrize("mode", ["memory", "disk"])
@@ -65,19 +66,20 @@ def test_ttl_expiry_then_stale_if_error(make_app, auth, fake_gemini):
     assert fake_gemini.calls == 1 + 3 + 1  # the failing request made RETRY_MAX_ATTEMPTS attempts
 
 
+# Subtopics have no local answer, so a provider failure reaches the caller (an analysis would degrade instead).
 def test_expired_past_grace_is_an_error(make_app, auth, fake_gemini):
     client = make_app(CACHE_TTL_SECONDS=1, CACHE_STALE_GRACE_SECONDS=0).test_client()
-    client.post("/api/analyze", json=TEXT, headers=auth)
+    client.post("/api/create_subtopics", json=TOPIC, headers=auth)
     time.sleep(1.1)
     fake_gemini.configure(error="500")
-    assert_error(client.post("/api/analyze", json=TEXT, headers=auth), 502, "PROVIDER_ERROR")
+    assert_error(client.post("/api/create_subtopics", json=TOPIC, headers=auth), 502, "PROVIDER_ERROR")
 
 
 def test_failures_are_not_cached(make_app, auth, fake_gemini):
     client = make_app(RETRY_MAX_ATTEMPTS=1).test_client()
     fake_gemini.configure(fail_next=1, error="500")
-    assert_error(client.post("/api/analyze", json=TEXT, headers=auth), 502, "PROVIDER_ERROR")
-    assert client.post("/api/analyze", json=TEXT, headers=auth).headers["X-Cache"] == "MISS"
+    assert_error(client.post("/api/create_subtopics", json=TOPIC, headers=auth), 502, "PROVIDER_ERROR")
+    assert client.post("/api/create_subtopics", json=TOPIC, headers=auth).headers["X-Cache"] == "MISS"
 
 
 def test_partial_answers_get_the_short_ttl(make_app, auth, fake_gemini):

@@ -49,7 +49,6 @@ def test_a_fresh_copy_in_a_slower_tier_beats_a_stale_one_in_memory(tmp_path):
     from backend.resilience.cache import TieredCache
     from backend.resilience.cache_tiers import MemoryTier, StoreTier
     from backend.resilience.store import MemoryStore
-
     from backend.resilience.store_disk import DiskStore
 
     control, shared = MemoryStore(), DiskStore(tmp_path / "shared")

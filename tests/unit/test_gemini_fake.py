@@ -9,8 +9,7 @@ import httpx2
 import pydantic
 from google.genai import types
 
-from tests.unit.gemini_fake_client import KEY, MODEL, SubtopicList, Task, ask
-from tests.unit.gemini_fake_client import client, fake, server  # noqa: F401  (fixtures)
+from tests.unit.gemini_fake_client import KEY, MODEL, SubtopicList, Task, ask, client, fake, server  # noqa: F401, I001  (fixtures)
 
 
 class Error(pydantic.BaseModel):
@@ -42,8 +41,8 @@ class TopicExplanation(pydantic.BaseModel):
     examples: list[str]
 
 
-def analyze(client, text, **extra):
-    return WritingAnalysis.model_validate(ask(client, WritingAnalysis, {"text": text, **extra}).parsed)
+def analyze(sdk, text, **extra):
+    return WritingAnalysis.model_validate(ask(sdk, WritingAnalysis, {"text": text, **extra}).parsed)
 
 
 def test_writing_analysis_finds_real_errors(client):  # noqa: F811

@@ -13,8 +13,7 @@ from google import genai
 from google.genai import errors, types
 
 from tests.fakes.gemini import FakeGemini
-from tests.unit.gemini_fake_client import MODEL, SubtopicList, ask, make_client
-from tests.unit.gemini_fake_client import client, fake, server  # noqa: F401  (fixtures)
+from tests.unit.gemini_fake_client import MODEL, SubtopicList, ask, client, fake, make_client, server  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,13 +9,13 @@ from functools import partial
 import pytest
 from prometheus_client import REGISTRY
 
-from backend.schemas.requests import AnalyzeRequest
 from backend.llm.analysis import level_of
 from backend.llm.ask import ask_json
 from backend.llm.extract import Unusable, extract_json, requote_single, scan_json
 from backend.llm.parse import ANALYSIS, EXPLANATION, SUBTOPICS, UnusableAnswer, parse_model_output
 from backend.llm.recover import MISSING, Notes, text
 from backend.providers.gemini import GeminiClient
+from backend.schemas.requests import AnalyzeRequest
 from backend.services import prompts
 from tests.conftest import FAKE_PROVIDER_KEY
 from tests.corpus import load_results
@@ -48,7 +48,8 @@ def test_each_syntactic_repair_is_named(text, kinds):
     assert found.value == {"a": 1} and found.kinds == kinds
 
 
-@pytest.mark.parametrize("text", ["I'm sorry, I can't help with that.", "", "null", '"just words"', "42"])
+@pytest.mark.parametrize("text", ["I'm sorry, I can't help with that.", "", "null", '"just words"', "42",
+                                  "I can't explain {this} now.", "Sorry, [see above]."])  # brackets in prose
 def test_text_without_a_json_object_is_unusable(text):
     with pytest.raises(Unusable):
         extract(text)

@@ -35,6 +35,10 @@ def app(make_app):
                     GEMINI_TIMEOUT_SECONDS=2)
 
 
+# Short texts in a language without a local dictionary: their failures reach the caller instead of a local answer.
+SHORT = "短い文章 {} です。"
+
+
 def test_slow_answers_to_long_texts_do_not_open_the_breaker(app, client, auth, fake_gemini):
     assert 5000 / 1000 * INPUT_SECONDS_PER_1K_CHARS > 1  # the premise: a long text is allowed more than 1 s
     fake_gemini.configure(latency_ms=1000)  # slower than CIRCUIT_BREAKER_TIMEOUT, as thinking on a long text is
@@ -45,9 +49,9 @@ def test_slow_answers_to_long_texts_do_not_open_the_breaker(app, client, auth, f
 
     # The same slowness on short texts is still the provider's: the breaker opens, and refuses the next call.
     for i in range(THRESHOLD):
-        assert_ok(analyze(client, auth, f"Short text number {i}."))
+        assert_ok(analyze(client, auth, SHORT.format(i)))
     assert gemini_breaker(app)["state"] == "open"
-    assert_error(analyze(client, auth, "Another short text."), 503, "PROVIDER_UNAVAILABLE")
+    assert_error(analyze(client, auth, SHORT.format("x")), 503, "PROVIDER_UNAVAILABLE")
     assert fake_gemini.calls == 2 * THRESHOLD + 1
 
 
@@ -57,6 +61,6 @@ def test_a_long_text_gets_more_time_per_call(make_app, auth, fake_gemini):
     assert_ok(analyze(client, auth, long_text(0)))
     assert fake_gemini.calls == 1
 
-    error = assert_error(analyze(client, auth, "A short text."), 504, "PROVIDER_TIMEOUT")
+    error = assert_error(analyze(client, auth, SHORT.format(0)), 504, "PROVIDER_TIMEOUT")
     assert "this input needs" not in error["message"]  # a short text's timeout is Gemini's, and retried
     assert fake_gemini.calls == 3

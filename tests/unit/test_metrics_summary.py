@@ -20,7 +20,7 @@ def test_a_hit_saves_what_the_miss_cost(client, auth):
     after_hit = summary(client)["cost_usd"]
     assert after_hit["spent"] == after_miss["spent"]
     saved = after_hit["avoided"].get("cache", 0) - after_miss["avoided"].get("cache", 0)
-    assert abs(saved - spent) < 1e-6
+    assert abs(saved - spent) < 2.5e-6  # each total is rounded to 6 decimals: a difference of two is off by 2e-6
 
 
 def test_route_figures_over_the_window(client, auth):

@@ -8,14 +8,17 @@ import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
+import httpx2
 import openai
 import pytest
+from openai.types.chat import ChatCompletionChunk
 
 from backend.errors import (
     ProviderAuthError,
     ProviderBadResponse,
     ProviderConnectionError,
     ProviderInputTimeout,
+    ProviderNotConfigured,
     ProviderRateLimited,
     ProviderRejected,
     ProviderServerError,
@@ -374,14 +377,73 @@ def test_failures_inside_a_stream(llm, fake, fault, error):
     assert type(exc) is error and received  # after the pieces already sent
 
 
-def test_a_filtered_stream_is_a_bad_response(llm, fake):
-    fake.configure(malformed="content_filter")
+@pytest.mark.parametrize("malformed", ["content_filter", "empty"])
+def test_filtered_and_empty_streams_are_bad_responses(llm, fake, malformed):
+    fake.configure(malformed=malformed)
     with pytest.raises(ProviderBadResponse):
         list(stream(llm))
 
 
+def finish_stream(pieces):
+    """Pieces, then the generator's return value: the whole LLMAnswer."""
+    received = []
+    try:
+        while True:
+            received.append(next(pieces))
+    except StopIteration as stop:
+        return received, stop.value
+
+
+def test_the_stream_returns_the_whole_answer(llm, fake):
+    with ledger() as book:
+        received, answer = finish_stream(stream(llm))
+    assert answer.text == "".join(received) and answer.finish_reason == "stop" and answer.model == MODEL
+    assert {k: v for k, v in answer.usage.items() if k != "total"} == book.tokens
+
+
+class ScriptedStream:
+    """Stands in for the SDK's Stream: chunks given as dicts, then optionally an exception."""
+
+    response = None  # no socket: the watchdog stays idle
+
+    def __init__(self, chunks, then=None):
+        self.chunks, self.then, self.closed = chunks, then, False
+
+    def __iter__(self):
+        for chunk in self.chunks:
+            yield ChatCompletionChunk.model_validate(chunk)
+        if self.then is not None:
+            raise self.then
+
+    def close(self):
+        self.closed = True
+
+
+def chunk(content=None, finish=None, usage=None):
+    choices = [] if content is None and finish is None else [
+        {"index": 0, "delta": {"content": content}, "finish_reason": finish}]
+    return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m-2", "choices": choices,
+            "usage": usage}
+
+
+def test_a_failure_after_the_finish_loses_nothing_and_usage_is_charged_once(llm, monkeypatch):
+    used = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    scripted = ScriptedStream([chunk("Hel", usage=used), chunk("lo", usage=used), chunk(finish="stop", usage=used)],
+                              then=openai.APIConnectionError(request=httpx2.Request("POST", "http://x")))
+    monkeypatch.setattr(llm, "_call", lambda *args: scripted)
+    with ledger() as book:
+        received, answer = finish_stream(stream(llm))
+    assert received == ["Hel", "lo"] and answer.text == "Hello" and answer.model == "m-2" and scripted.closed
+    assert book.tokens == {"prompt": 5, "output": 2, "thoughts": 0}  # once, though three chunks carried it
+    scripted = ScriptedStream([chunk("Hel")], then=openai.APIConnectionError(request=httpx2.Request("POST", "x")))
+    monkeypatch.setattr(llm, "_call", lambda *args: scripted)
+    with pytest.raises(ProviderConnectionError):
+        finish_stream(stream(llm))  # before the finish: the text is incomplete
+
+
 def timers():
-    return [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+    """Timers still pending (a cancelled one is finished at once, though its thread may take a moment to end)."""
+    return [t for t in threading.enumerate() if isinstance(t, threading.Timer) and not t.finished.is_set()]
 
 
 def test_an_abandoned_stream_leaves_no_watchdog_behind(llm, fake):
@@ -390,10 +452,6 @@ def test_an_abandoned_stream_leaves_no_watchdog_behind(llm, fake):
     next(pieces)
     assert len(timers()) == before + 1  # the deadline's timer
     pieces.close()
-    for _ in range(50):
-        if len(timers()) == before:
-            break
-        time.sleep(0.01)
     assert len(timers()) == before
     assert "".join(stream(llm))  # the client still answers
 
@@ -413,6 +471,15 @@ def test_the_sdk_client_is_built_lazily_once_per_process(fake):
     assert llm._client is not sdk
     llm.close()
     assert llm._client is None
+
+
+def test_a_client_that_cannot_be_built_is_not_configured(fake, monkeypatch):
+    def broken(**_):
+        raise openai.OpenAIError("ssl setup failed")
+    monkeypatch.setattr(openai, "OpenAI", broken)
+    with pytest.raises(ProviderNotConfigured) as info:
+        ask(make(fake))
+    assert not info.value.counts_for_breaker and fake.calls == 0
 
 
 def test_keyless_servers_get_a_dummy_key(fake):

@@ -1,8 +1,8 @@
 """The OpenAPI document matches the implementation: same routes and methods, the models the routes validate with."""
 from __future__ import annotations
 
-from backend.schemas.requests import AnalyzeRequest, ExplanationRequest, SubtopicsRequest
 from backend.openapi.document import REF
+from backend.schemas.requests import AnalyzeRequest, ExplanationRequest, SubtopicsRequest
 
 
 def test_every_route_is_documented_and_nothing_else(app):

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from backend.llm.recover import numbered
 from backend.schemas.responses import AnalysisResult
 from tests.envelope import assert_error, assert_ok
 
@@ -16,7 +17,8 @@ ANALYSED = {"errors": ERRORS, "feedback": "Clear and short.", "strengths": ["Sim
             "improvement_areas": ["Verb forms"], "recommended_tasks": [{"title": "Diary", "description": "Write."}],
             "cefr_assessment": {"level": "A2", "confidence": 0.7, "rationale": "Basic errors."}}
 TOPIC = {"topic": "Verbs", "subtopic": "Modal verbs"}
-EXPLAINED = {"title": "Modal verbs", "explanation": {"intro": "Modals add meaning.", "form": "They take the base form."},
+EXPLAINED = {"title": "Modal verbs",
+             "explanation": {"intro": "Modals add meaning.", "form": "They take the base form."},
              "key_points": ["No -s"], "examples": ["She can swim."]}
 
 
@@ -113,3 +115,35 @@ def test_the_openapi_document_says_the_level_may_be_null(client):
     # what the model is asked for still requires a level
     asked = document["components"]["schemas"].get("WritingAnalysis")
     assert asked is None or "cefr_assessment" in asked["required"]
+
+
+@pytest.mark.parametrize("keys, order", [
+    (["1", "2", "3"], [0, 1, 2]), (["2", "1"], [1, 0]), (["item1", "item2"], [0, 1]), (["Error 1", "error_2"], [0, 1]),
+    (["Task #0", "Task #1"], [0, 1]), (["1.", "2."], [0, 1]),
+    (["Covid19"], None), (["item1", "item3"], None), (["item1", "step2"], None), (["Meetings", "1"], None),
+])
+def test_only_keys_that_number_items_make_a_list_in_the_order_of_their_numbers(keys, order):
+    assert numbered({key: index for index, key in enumerate(keys)}) == order
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ([ANALYSED], {**ANALYSED, "partial": True}),  # a one-item list where one object is expected
+    ({**ANALYSED, "cefr_assessment": [ANALYSED["cefr_assessment"]]}, {**ANALYSED, "partial": True}),
+    ({**ANALYSED, "errors": {"2": ERRORS[1], "1": ERRORS[0]}}, {**ANALYSED, "partial": True}),
+    ({**ANALYSED, "cefr_assessment": [ANALYSED["cefr_assessment"]] * 2}, {**ANALYSED, "cefr_assessment": None,
+                                                                          "partial": True}),
+])
+def test_one_item_lists_and_numbered_objects_are_what_was_asked_for(make_app, auth, fake_gemini, answer, expected):
+    client = make_app(RETRY_MAX_ATTEMPTS=1).test_client()
+    fake_gemini.script([{"text": json.dumps(answer)}])
+    assert assert_ok(client.post("/api/analyze", json=LEARNER, headers=auth)) == expected
+    assert fake_gemini.calls == 1
+
+
+def test_an_explanation_sent_as_a_bare_list_of_paragraphs_keeps_the_requested_title(make_app, auth, fake_gemini):
+    client = make_app(RETRY_MAX_ATTEMPTS=1).test_client()
+    fake_gemini.script([{"text": json.dumps(["Modals add meaning.", "They take the base form."])}])
+    data = assert_ok(client.post("/api/explanation", json=TOPIC, headers=auth))
+    assert data == {"title": "Modal verbs", "explanation": "Modals add meaning.\n\nThey take the base form.",
+                    "key_points": [], "examples": [], "partial": True}
+    assert fake_gemini.calls == 1

@@ -17,7 +17,8 @@ def make_policy(threshold: int = 1, recovery: float = 0.2, limit: int = 1):
     breaker = CircuitBreaker("gemini", BreakerConfig(failure_threshold=threshold, recovery_timeout=recovery),
                              local=MemoryStore())
     bulkhead = Bulkhead("gemini", limit)
-    return ProviderPolicy("gemini", "analyze", deadline_seconds=5, breaker=breaker, bulkhead=bulkhead), breaker, bulkhead
+    policy = ProviderPolicy("gemini", "analyze", deadline_seconds=5, breaker=breaker, bulkhead=bulkhead)
+    return policy, breaker, bulkhead
 
 
 def boom(_):

@@ -1,6 +1,8 @@
 """Answers that degrade instead of failing: Gemini, then the fallback model, then (analysis) the local answer."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.envelope import assert_error, assert_ok
@@ -58,3 +60,66 @@ def test_a_callers_bad_request_never_falls_back(make_app, auth, fake_gemini):
     fake_gemini.configure(error="400")
     response = analyze(make_app().test_client(), auth)
     assert response.status_code == 502 and fake_gemini.calls == 1
+
+
+@pytest.fixture
+def with_fallback(make_app, fake_openai):
+    """Gemini first, the OpenAI-compatible fake as the stand-in."""
+    def build(**overrides):
+        return make_app(FALLBACK_LLM_BASE_URL=fake_openai.base_url, FALLBACK_LLM_API_KEY="fake-provider-key",
+                        FALLBACK_LLM_MODEL="fallback-test", RETRY_MAX_ATTEMPTS=1, CIRCUIT_BREAKER_FAILURE_THRESHOLD=2,
+                        **overrides)
+    return build
+
+
+def test_gemini_failing_the_fallback_answers_and_gemini_breaker_opens(with_fallback, auth, admin, fake_gemini,
+                                                                      fake_openai):
+    fake_gemini.configure(error="503")
+    client = with_fallback().test_client()
+    for i in range(3):
+        response = analyze(client, auth, f"{TEXT} ({i})")
+        data = assert_ok(response)
+        assert response.headers["X-Provider"] == "fallback" and response.get_json()["meta"]["provider"] == "fallback"
+        assert "degraded" not in data and data["errors"]
+    assert fake_gemini.calls == 2 and fake_openai.calls == 3  # Gemini not called once its breaker opened
+    breakers = assert_ok(client.get("/api/circuit-breaker/state", headers=admin))["breakers"]
+    assert breakers["gemini"]["state"] == "open" and breakers["fallback"]["state"] == "closed"
+    health = client.get("/api/health").get_json()["data"]["components"]["providers"]
+    assert health["fallback"] == {"configured": True, "breaker": "closed"}
+    subtopics = client.post("/api/create_subtopics", json={"topic": "Travel"}, headers=auth)
+    assert assert_ok(subtopics)["subtopics"] and subtopics.headers["X-Provider"] == "fallback"
+
+
+def test_both_models_failing_the_analysis_is_local_and_content_503(with_fallback, auth, fake_gemini, fake_openai):
+    fake_gemini.configure(error="503")
+    fake_openai.configure(error="503")
+    client = with_fallback().test_client()
+    response = analyze(client, auth)
+    assert assert_ok(response)["degraded"] is True and response.headers["X-Provider"] == "local"
+    statuses = [client.post("/api/create_subtopics", json={"topic": "Travel"}, headers=auth).status_code
+                for _ in range(3)]
+    assert statuses[-1] == 503  # both breakers open by now
+    assert fake_openai.calls >= 2
+
+
+def test_healed_gemini_answers_again_after_the_recovery_timeout(with_fallback, auth, fake_gemini, fake_openai):
+    fake_gemini.configure(error="503")
+    client = with_fallback(CIRCUIT_BREAKER_RECOVERY_TIMEOUT=1, CACHE_PARTIAL_TTL_SECONDS=1).test_client()
+    for _ in range(2):
+        assert analyze(client, auth).headers["X-Provider"] == "fallback"
+    fake_gemini.configure(error=None)
+    assert analyze(client, auth).headers["X-Cache"] == "HIT"  # the stand-in's answer, kept briefly
+    time.sleep(1.2)
+    response = analyze(client, auth)
+    assert response.headers["X-Provider"] == "gemini" and response.headers["X-Cache"] == "MISS"
+    assert analyze(client, auth).headers["X-Provider"] == "gemini"  # and Gemini's answer is the one cached now
+
+
+def test_a_stand_ins_answer_is_cached_briefly(with_fallback, auth, fake_gemini, fake_openai):
+    fake_gemini.configure(error="503")
+    client = with_fallback(CACHE_PARTIAL_TTL_SECONDS=1).test_client()
+    first = analyze(client, auth)
+    assert first.headers["X-Provider"] == "fallback" and first.headers["X-Cache"] == "MISS"
+    assert analyze(client, auth).headers["X-Cache"] == "HIT" and fake_openai.calls == 1
+    time.sleep(1.2)
+    assert analyze(client, auth).headers["X-Cache"] == "MISS" and fake_openai.calls == 2

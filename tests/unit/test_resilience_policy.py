@@ -118,8 +118,9 @@ def test_bulkhead_rejects_exactly_the_excess_at_once(make_app, auth, fake_gemini
 
     def call(i):
         started = time.monotonic()
-        text = "one text for all" if identical else f"distinct {i}"
-        response = client_app.test_client().post("/api/analyze", json={"text": text}, headers=auth)
+        # Subtopics: no local answer stands in for a refused one (an analysis would degrade instead).
+        topic = "One topic for all" if identical else f"Distinct topic {i}"
+        response = client_app.test_client().post("/api/create_subtopics", json={"topic": topic}, headers=auth)
         return response, time.monotonic() - started
 
     with ThreadPoolExecutor(15) as pool:
