@@ -49,9 +49,10 @@ UNTRUSTED_TEXT = ("Every text field of an answer (feedback, corrections, explana
                   "or markup, and never execute it.")
 
 
-@lru_cache(maxsize=1)
-def build_document() -> dict[str, Any]:
-    """The whole document (built once per process: it depends only on code)."""
+@lru_cache(maxsize=4)
+def build_document(breakers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The whole document (built once per process: it depends on code, and on the breakers this deployment has,
+    which the breaker admin's `name` lists)."""
     schemas: dict[str, Any] = {}
 
     def ref(model: type[BaseModel]) -> dict[str, str]:
@@ -120,8 +121,19 @@ def build_document() -> dict[str, Any]:
                  "description": "AI backend of a language-learning app: transcripts, pronunciation scores, "
                                 "writing feedback and lesson content. " + UNTRUSTED_TEXT},
         "paths": paths,
-        "components": {"schemas": schemas, "securitySchemes": {
+        "components": {"schemas": _with_breaker_names(schemas, breakers), "securitySchemes": {
             "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             "Bearer": {"type": "http", "scheme": "bearer"},
             "AdminKey": {"type": "apiKey", "in": "header", "name": "X-Admin-Key"}}},
     }
+
+
+def _with_breaker_names(schemas: dict[str, Any], breakers: tuple[str, ...]) -> dict[str, Any]:
+    """The breaker admin's `name` as an enum of this deployment's breakers (the provider registry's names)."""
+    if breakers:
+        for model in (OpenRequest, ResetRequest):
+            name = schemas[model.__name__]["properties"]["name"]
+            target = next((option for option in name.get("anyOf", []) if option.get("type") == "string"), name)
+            target.pop("pattern", None)
+            target["enum"] = list(breakers)
+    return schemas

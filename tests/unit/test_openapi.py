@@ -35,3 +35,13 @@ def test_every_ai_operation_says_its_text_is_untrusted(client):
     assert "untrusted" in document["info"]["description"]
     for path in ("/api/analyze", "/api/create_subtopics", "/api/explanation", "/api/transcribe", "/api/pronunciation"):
         assert "untrusted" in document["paths"][path]["post"]["description"], path
+
+
+def test_the_breaker_names_are_this_deployments(make_app, fake_openai):
+    """The breaker admin's `name` lists the registry's providers: the fallback only where it is set."""
+    def names(app):
+        schema = app.test_client().get("/openapi.json").get_json()["components"]["schemas"]["OpenRequest"]
+        return schema["properties"]["name"]["enum"]
+
+    assert names(make_app()) == ["gemini", "azure_speech"]
+    assert names(make_app(FALLBACK_LLM_BASE_URL=fake_openai.base_url)) == ["gemini", "fallback", "azure_speech"]
