@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.schemas.hosts import parse_allowed_hosts
+from backend.settings.providers import AzureSpeechSettings, FallbackSettings, GeminiSettings
 
 
 class ConfigError(RuntimeError):
@@ -22,8 +23,9 @@ CacheMode = Literal["memory", "disk", "redis", "redis_only", "auto"]
 KUBERNETES_SECRETS = Path("/var/run/secrets/kubernetes.io")
 
 
-class Settings(BaseSettings):
-    """Every variable of the contract, with its default and its bounds."""
+class Settings(GeminiSettings, FallbackSettings, AzureSpeechSettings, BaseSettings):
+    """Every variable of the contract, with its default and its bounds; each provider's own in its group
+    (backend/settings/providers.py)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False,
                                       validate_default=True, frozen=True)
@@ -50,40 +52,10 @@ class Settings(BaseSettings):
     cache_partial_ttl_seconds: int = Field(300, ge=1)
     redis_key_prefix: str = Field("backend-ai:", max_length=100)
 
-    gemini_api_key: SecretStr = SecretStr("")
-    gemini_model: str = Field("gemini-2.5-flash", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    gemini_base_url: str = ""
-    gemini_timeout_seconds: float = Field(20.0, gt=0, le=600)
-    gemini_max_output_tokens: int = Field(4096, ge=64, le=65536)
-    # Thinking tokens of 2.5 models count against the output limit: give them their own budget (-1 = the model's
-    # dynamic default, 0 = off), added on top of GEMINI_MAX_OUTPUT_TOKENS so the answer keeps its room.
-    gemini_thinking_budget: int = Field(1024, ge=-1, le=32768)
-    # Bulkhead: concurrent Gemini calls per worker process; beyond it, an immediate 503. Unset: three quarters of
-    # WEB_THREADS (24 of 32), so a slow Gemini leaves threads for health checks, cached answers and Azure.
-    gemini_max_concurrency: int | None = Field(None, ge=1, le=1024)
     # Ask the model once more, stating the problem, when its answer holds nothing usable.
     llm_reask: bool = True
     # Longer model answers are not handed to json-repair, whose cost grows faster than linearly.
     llm_max_repair_chars: int = Field(20_000, ge=1_000, le=1_000_000)
-
-    # Fallback language model: an OpenAI-compatible chat-completions server (OpenAI, Azure OpenAI, vLLM, Ollama,
-    # llama.cpp, a LiteLLM proxy). The base URL includes the API prefix (https://api.openai.com/v1,
-    # http://ollama:11434/v1); empty = no fallback. An empty key is sent as a dummy (keyless local servers).
-    fallback_llm_base_url: str = ""
-    fallback_llm_api_key: SecretStr = SecretStr("")
-    fallback_llm_model: str = Field("gpt-4o-mini", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/@-]+$")
-    fallback_llm_timeout_seconds: float = Field(20.0, gt=0, le=600)
-    # json_schema (the server enforces the answer's schema), json_object (the schema goes in the prompt: older
-    # vLLM, llama.cpp, Ollama, many proxies) or auto (json_schema until the server refuses it, then json_object).
-    fallback_llm_json_mode: Literal["auto", "json_schema", "json_object"] = "auto"
-    # Bulkhead for fallback calls per worker process; unset: the same rule as GEMINI_MAX_CONCURRENCY.
-    fallback_llm_max_concurrency: int | None = Field(None, ge=1, le=1024)
-
-    azure_speech_key: SecretStr = SecretStr("")
-    azure_speech_region: str = ""
-    azure_speech_host: str = ""
-    azure_speech_timeout_seconds: float = Field(30.0, gt=0, le=600)
-    azure_speech_max_concurrency: int = Field(16, ge=1, le=256)
 
     circuit_breaker_failure_threshold: int = Field(5, ge=1)
     circuit_breaker_timeout: float = Field(10.0, gt=0)
@@ -101,16 +73,6 @@ class Settings(BaseSettings):
     # and a body may pause no longer; the whole body must arrive within BODY_TIMEOUT_SECONDS. Else: closed.
     header_timeout_seconds: float = Field(10.0, gt=0, le=300)
     body_timeout_seconds: float = Field(60.0, gt=0, le=3600)
-
-    # Prices for cost accounting (estimates; set them to your contract's): USD per million Gemini tokens
-    # (thinking tokens bill as output) and USD per hour of audio sent to Azure Speech.
-    price_gemini_input_per_mtok: float = Field(0.30, ge=0)
-    price_gemini_output_per_mtok: float = Field(2.50, ge=0)
-    # The fallback model's USD per million tokens (defaults: gpt-4o-mini's list price; 0 for a self-hosted one).
-    price_fallback_input_per_mtok: float = Field(0.15, ge=0)
-    price_fallback_output_per_mtok: float = Field(0.60, ge=0)
-    price_azure_speech_per_hour: float = Field(1.00, ge=0)
-    price_azure_pronunciation_per_hour: float = Field(1.30, ge=0)
 
     rate_limit_default: str = "600/minute"
     rate_limit_ai: str = "60/minute"
@@ -171,21 +133,6 @@ class Settings(BaseSettings):
         if url and not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
-
-    @field_validator("gemini_base_url", "azure_speech_host")
-    @classmethod
-    def _valid_base_url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://", "ws://", "wss://")):
-            raise ValueError("must be an absolute URL (http(s):// or ws(s)://)")
-        return value.rstrip("/")
-
-    @field_validator("fallback_llm_base_url")
-    @classmethod
-    def _valid_http_base_url(cls, value: str) -> str:
-        value = value.strip()
-        if value and (not value.startswith(("http://", "https://")) or not value.split("://", 1)[1].strip("/")):
-            raise ValueError("must be an absolute http(s):// URL, e.g. https://api.openai.com/v1")
-        return value.rstrip("/")
 
     @field_validator("api_keys")
     @classmethod
@@ -286,25 +233,9 @@ class Settings(BaseSettings):
         return self.audio_url_max_concurrency or max(1, self.web_threads // 4)
 
     @property
-    def gemini_configured(self) -> bool:
-        """Whether Gemini calls can be made."""
-        return bool(self.gemini_api_key.get_secret_value())
-
-    @property
-    def fallback_configured(self) -> bool:
-        """Whether a fallback language model is set (a key is optional: local servers need none)."""
-        return bool(self.fallback_llm_base_url)
-
-    @property
     def fallback_bulkhead(self) -> int:
         """FALLBACK_LLM_MAX_CONCURRENCY, or three quarters of the worker's threads (as Gemini's)."""
         return self.fallback_llm_max_concurrency or max(1, self.web_threads * 3 // 4)
-
-    @property
-    def azure_configured(self) -> bool:
-        """Whether Azure Speech calls can be made."""
-        key = self.azure_speech_key.get_secret_value()
-        return bool(key) and bool(self.azure_speech_region or self.azure_speech_host)
 
 
 def _split(raw: str) -> list[str]:
