@@ -6,6 +6,7 @@ import tempfile
 
 from gunicorn import glogging
 
+from backend.http.context import EXTENSION
 from backend.serving.worker import BoundedThreadWorker
 from backend.settings import ConfigError, load_settings
 
@@ -79,7 +80,7 @@ logconfig_dict = {
 def worker_exit(server, worker):
     """Shut the worker's provider pools down so no recognizer thread outlives it."""
     app = getattr(worker, "wsgi", None)
-    backend = getattr(app, "extensions", {}).get("backend") if app is not None else None
+    backend = getattr(app, "extensions", {}).get(EXTENSION) if app is not None else None
     if backend is not None:
         backend.close()
 
@@ -87,7 +88,7 @@ def worker_exit(server, worker):
 def post_worker_init(worker):
     """Warm the worker's provider clients, then say that it takes requests (operators and tests wait on this
     line)."""
-    backend = getattr(worker.wsgi, "extensions", {}).get("backend")
+    backend = getattr(worker.wsgi, "extensions", {}).get(EXTENSION)
     if backend is not None:
         backend.warm_up()
     # The imported libraries and the app are some 130,000 objects that live as long as the worker: left to the

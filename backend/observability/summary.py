@@ -14,6 +14,9 @@ from typing import Any, Callable
 from backend.observability import metrics
 
 Totals = dict[str, Any]
+# Counters summed as they are, by their labels.
+_FLAT = ("cache_operations_total", "ai_upstream_calls_total", "ai_tokens_total", "ai_answers_total",
+         "ai_cost_usd_total", "ai_cost_avoided_usd_total", "rate_limited_total")
 
 
 def read_totals() -> Totals:
@@ -32,8 +35,7 @@ def read_totals() -> Totals:
                 slot["client_errors"] += sample.value if 400 <= status < 500 else 0
             elif sample.name == "http_request_duration_seconds_bucket":
                 routes[labels["route"]]["buckets"][float(labels["le"])] += sample.value
-            elif sample.name in ("cache_operations_total", "ai_upstream_calls_total", "ai_tokens_total",
-                                 "ai_cost_usd_total", "ai_cost_avoided_usd_total", "rate_limited_total"):
+            elif sample.name in _FLAT:
                 flat[sample.name][tuple(sorted(labels.items()))] += sample.value
     return {"routes": {r: {**v, "buckets": dict(v["buckets"])} for r, v in routes.items()},
             "flat": {name: dict(series) for name, series in flat.items()}}
@@ -143,6 +145,7 @@ def _flat_summary(flat: dict[str, dict[tuple, float]]) -> dict[str, Any]:
         "cache": {"hit_rate": round(gets.get("hit", 0) / looked, 4) if looked else 0.0,
                   "hits": int(gets.get("hit", 0)), "lookups": int(looked)},
         "upstream_calls": {provider: int(v) for provider, v in by("ai_upstream_calls_total", "provider").items()},
+        "answers_by_provider": {provider: int(v) for provider, v in by("ai_answers_total", "provider").items()},
         "tokens": {kind: int(v) for kind, v in by("ai_tokens_total", "kind").items()},
         "cost_usd": {"spent": round(sum(flat.get("ai_cost_usd_total", {}).values()), 6),
                      "avoided": {reason: round(v, 6) for reason, v in avoided.items()},

@@ -67,6 +67,8 @@
     setText("cost-avoided-singleflight", usd(avoided.singleflight || 0));
     setText("upstream-calls", count(sum(m.upstream_calls)));
     setText("upstream-by-provider", split(m.upstream_calls, count));
+    // Which provider gave the AI answers: the fallback's share, and local (degraded) answers.
+    setText("answers-by-provider", split(m.answers_by_provider || {}, count));
     setText("rate-limited", count(m.rate_limited));
     setText("tokens", "tokens: " + split(m.tokens, count));
     setText("window-seconds", isNum(m.window_seconds) ? Math.round(m.window_seconds) + " s" : "since start");

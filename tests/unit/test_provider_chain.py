@@ -123,3 +123,10 @@ def test_a_stand_ins_answer_is_cached_briefly(with_fallback, auth, fake_gemini, 
     assert analyze(client, auth).headers["X-Cache"] == "HIT" and fake_openai.calls == 1
     time.sleep(1.2)
     assert analyze(client, auth).headers["X-Cache"] == "MISS" and fake_openai.calls == 2
+
+
+def test_the_summary_says_which_provider_answered(gemini_down, auth):
+    client = gemini_down.test_client()
+    before = assert_ok(client.get("/api/metrics")).get("answers_by_provider", {}).get("local", 0)
+    assert analyze(client, auth).headers["X-Provider"] == "local"
+    assert assert_ok(client.get("/api/metrics"))["answers_by_provider"]["local"] == before + 1
