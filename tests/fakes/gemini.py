@@ -2,15 +2,18 @@
 
 import argparse
 import random
-import socket
 import threading
 
 from tests.fakes.gemini_faults import CHOICES, DEFAULTS, TYPES, normalize
-from tests.fakes.gemini_server import KINDS, Handler, Server
+from tests.fakes.gemini_server import KINDS, Handler
+from tests.fakes.lifecycle import ThreadedFake
 
 
-class FakeGemini:
+class FakeGemini(ThreadedFake):
     """An embeddable fake: start(), configure(), script(), calls, reset(), stop()."""
+
+    handler = Handler
+    thread_name = "fake-gemini"
 
     def __init__(self, port=0, host="127.0.0.1", **config):
         self.host, self._port = host, port
@@ -22,42 +25,6 @@ class FakeGemini:
         self.reset()
 
     # --- lifecycle
-
-    def start(self):
-        """Listen and serve from a daemon thread; returns self."""
-        self._stopping.clear()
-        self._server = Server((self.host, self._port), Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-gemini",
-                                        daemon=True)  # short poll: stop() returns fast
-        self._thread.start()
-        return self
-
-    def stop(self):
-        """Stop serving and drop open connections, hanging and idle keep-alive ones included."""
-        self._stopping.set()
-        if self._server:
-            self._server.shutdown()
-            with self._lock:
-                sockets = list(self._sockets)
-            for sock in sockets:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def port(self):
-        """The bound port (the real one when started with port 0)."""
-        return self._server.server_address[1] if self._server else self._port
 
     @property
     def base_url(self):

@@ -3,10 +3,9 @@
 import argparse
 import ipaddress
 import random
-import socket
 import threading
 
-from tests.fakes.gemini_server import Server
+from tests.fakes.lifecycle import ThreadedFake
 from tests.fakes.openai_compat_faults import CHOICES, DEFAULTS, TYPES, boolean, normalize
 from tests.fakes.openai_compat_server import Handler
 
@@ -24,8 +23,11 @@ def loopback(host):
     return host
 
 
-class FakeOpenAI:
+class FakeOpenAI(ThreadedFake):
     """An embeddable fake: start(), configure(), script(), calls, stats(), reset(), stop()."""
+
+    handler = Handler
+    thread_name = "fake-openai"
 
     def __init__(self, port=0, host="127.0.0.1", **config):
         self.host, self._port = loopback(host), port
@@ -37,42 +39,6 @@ class FakeOpenAI:
         self.reset()
 
     # --- lifecycle
-
-    def start(self):
-        """Listen and serve from a daemon thread; returns self."""
-        self._stopping.clear()
-        self._server = Server((self.host, self._port), Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-openai",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        """Stop serving and drop open connections, hanging, streaming and idle keep-alive ones included."""
-        self._stopping.set()
-        if self._server:
-            self._server.shutdown()
-            with self._lock:
-                sockets = list(self._sockets)
-            for sock in sockets:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def port(self):
-        """The bound port (the real one when started with port 0)."""
-        return self._server.server_address[1] if self._server else self._port
 
     @property
     def base_url(self):
