@@ -39,17 +39,6 @@ class Outcome:
         return self.cache != "MISS"
 
 
-@dataclass(frozen=True)
-class _SizedCall:
-    """An upstream call and the time its input legitimately needs beyond a small input's."""
-
-    call: Call
-    input_seconds: float
-
-    def __call__(self, remaining: float) -> Any:
-        return self.call(remaining)
-
-
 class ProviderPolicy:
     """Runs one provider operation; assembled once per operation in create_app."""
 
@@ -77,7 +66,6 @@ class ProviderPolicy:
         """
         if deadline is None:
             deadline = self.deadline_for(input_seconds)
-        call = _SizedCall(call, input_seconds)
         # One generation for the whole request: what is computed across a clear is stored under the old one.
         token = self.cache.token_for(key) if self.cache is not None else None
         entry = self.cache.lookup(key, token=token) if self.cache is not None else None
@@ -92,9 +80,10 @@ class ProviderPolicy:
                 self._through_breaker(self.breaker.refuse_if_known_open)
             with self._bulkhead_slot():
                 if self.flights is None:
-                    value, _ = self._compute(key, call, deadline, token)
+                    value, _ = self._compute(key, call, deadline, token, input_seconds)
                     return Outcome(value, "MISS", self.provider)
-                (value, spent), led = self.flights.run(key, lambda: self._compute(key, call, deadline, token),
+                (value, spent), led = self.flights.run(key, lambda: self._compute(key, call, deadline, token,
+                                                                                  input_seconds),
                                                        lambda: self._fresh_value(key, token), deadline)
         except ProviderError as exc:
             metrics.AI_ERRORS.labels(self.operation, type(exc).__name__).inc()
@@ -111,14 +100,15 @@ class ProviderPolicy:
         """The monotonic deadline of a request starting now, its input's allowance included."""
         return time.monotonic() + self.deadline_seconds + input_seconds
 
-    def _compute(self, key: str, call: Call, deadline: float, token: str | None) -> tuple[Any, float]:
+    def _compute(self, key: str, call: Call, deadline: float, token: str | None,
+                 input_seconds: float) -> tuple[Any, float]:
         """Make the upstream call within what is left of the deadline; cache a good answer with its cost."""
         if deadline - time.monotonic() <= 0:
             raise ProviderTimeout("No time left for the provider call", provider=self.provider)
         started = time.perf_counter()
         with cost.ledger() as book:
             try:
-                value = self._guarded(call, deadline)
+                value = self._guarded(call, deadline, input_seconds)
             finally:
                 metrics.AI_DURATION.labels(self.operation, self.provider).observe(time.perf_counter() - started)
         if self.cache is not None:
@@ -128,12 +118,11 @@ class ProviderPolicy:
                              token=token)
         return value, book.cost_usd
 
-    def _guarded(self, call: Call, deadline: float) -> Any:
+    def _guarded(self, call: Call, deadline: float, input_seconds: float) -> Any:
         """Through the breaker, with retries; a half-open trial gets exactly one attempt.
 
         The caller already holds a bulkhead slot, so a refusal there never strands a half-open trial permit.
         """
-        input_seconds = call.input_seconds if isinstance(call, _SizedCall) else 0.0
         permit = self._permit()
         attempt_seconds: list[float] = []
 
@@ -141,10 +130,6 @@ class ProviderPolicy:
             started = time.monotonic()
             try:
                 return call(remaining)
-            except ProviderError as exc:
-                if exc.transient and remaining - (time.monotonic() - started) < input_seconds:
-                    exc.transient = False  # another attempt on this input could not finish in the time left
-                raise
             finally:
                 attempt_seconds.append(time.monotonic() - started)
 

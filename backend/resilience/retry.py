@@ -48,8 +48,9 @@ class RetryPolicy:
         """
 
         def no_time_for_next(state: RetryCallState) -> bool:
-            # tenacity computes the upcoming sleep before asking stop: never sleep past the deadline.
-            return time.monotonic() + (state.upcoming_sleep or 0) >= deadline - 0.05
+            # tenacity computes the upcoming sleep before asking stop: never sleep past the deadline, nor retry an
+            # input whose next attempt could not finish in what would be left.
+            return time.monotonic() + (state.upcoming_sleep or 0) + input_seconds >= deadline - 0.05
 
         def log_retry(state: RetryCallState) -> None:
             record_decision(provider, operation, "retry", attempt=state.attempt_number,
