@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 # Language models in order of preference: the primary, then stand-ins for its outages.
 LANGUAGE_MODELS = ("gemini", "fallback")
 GEMINI_NOT_CONFIGURED = "Gemini is not configured: set GEMINI_API_KEY (and GEMINI_BASE_URL to use a proxy)"
-FALLBACK_NOT_CONFIGURED = "No fallback language model is set: set FALLBACK_LLM_BASE_URL (and FALLBACK_LLM_MODEL)"
 AZURE_NOT_CONFIGURED = ("Azure Speech is not configured: set AZURE_SPEECH_KEY and AZURE_SPEECH_REGION "
                         "(or AZURE_SPEECH_HOST for a container or proxy)")
 
@@ -40,7 +39,6 @@ class Backend:
     settings: Settings
     shared: SharedState
     providers: ProviderRegistry
-    language_model: LanguageModel
     analysis: AnalysisService
     content: ContentService
     speech: SpeechService
@@ -72,13 +70,13 @@ def build_backend(settings: Settings) -> Backend:
     shared = build_shared_state(settings)
     providers = ProviderRegistry(
         Provider("gemini", _gemini_client(settings), build_breaker("gemini", settings, shared),
-                 Bulkhead("gemini", settings.gemini_bulkhead), GEMINI_NOT_CONFIGURED),
+                 Bulkhead("gemini", settings.gemini_bulkhead)),
         # The stand-in is listed only when set: without one nothing is missing, so health does not say degraded.
         *([Provider("fallback", _fallback_client(settings), build_breaker("fallback", settings, shared),
-                    Bulkhead("fallback", settings.fallback_bulkhead), FALLBACK_NOT_CONFIGURED)]
+                    Bulkhead("fallback", settings.fallback_bulkhead))]
           if settings.fallback_configured else []),
         Provider("azure_speech", _azure_client(settings), build_breaker("azure_speech", settings, shared),
-                 Bulkhead("azure_speech", settings.azure_speech_max_concurrency), AZURE_NOT_CONFIGURED),
+                 Bulkhead("azure_speech", settings.azure_speech_max_concurrency)),
     )
     retry = RetryPolicy(settings.retry_max_attempts, retry_after_cap=settings.retry_after_cap_seconds)
 
@@ -99,7 +97,7 @@ def build_backend(settings: Settings) -> Backend:
     language_model = LanguageModel(GEMINI_NOT_CONFIGURED, reask=settings.llm_reask,
                                    max_repair_chars=settings.llm_max_repair_chars)
     return Backend(
-        settings=settings, shared=shared, providers=providers, language_model=language_model,
+        settings=settings, shared=shared, providers=providers,
         audio_fetcher=AudioFetcher(settings.allowed_audio_hosts, max_bytes=settings.max_audio_bytes,
                                    max_concurrency=settings.audio_url_concurrency,
                                    min_bytes_per_second=settings.audio_url_min_bytes_per_second,

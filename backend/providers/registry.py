@@ -17,7 +17,6 @@ class Provider:
     client: Any | None  # None: not configured
     breaker: CircuitBreaker
     bulkhead: Bulkhead
-    how_to_configure: str  # what PROVIDER_NOT_CONFIGURED tells the operator
 
     @property
     def configured(self) -> bool:
