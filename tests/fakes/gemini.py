@@ -1,12 +1,10 @@
 """A fake Gemini REST server that the real google-genai client can talk to."""
 
 import argparse
-import random
-import threading
 
-from tests.fakes.gemini_faults import CHOICES, DEFAULTS, TYPES, normalize
+from tests.fakes.base import ThreadedFake
+from tests.fakes.gemini_faults import CHOICES, DEFAULTS, SETTINGS, TYPES
 from tests.fakes.gemini_server import KINDS, Handler
-from tests.fakes.lifecycle import ThreadedFake
 
 
 class FakeGemini(ThreadedFake):
@@ -14,15 +12,8 @@ class FakeGemini(ThreadedFake):
 
     handler = Handler
     thread_name = "fake-gemini"
-
-    def __init__(self, port=0, host="127.0.0.1", **config):
-        self.host, self._port = host, port
-        self._lock = threading.Lock()
-        self._initial = {k: normalize(k, v) for k, v in {**DEFAULTS, **config}.items()}
-        self._server = self._thread = None
-        self._stopping = threading.Event()
-        self._sockets = set()
-        self.reset()
+    settings = SETTINGS
+    kinds = KINDS
 
     # --- lifecycle
 
@@ -30,39 +21,6 @@ class FakeGemini(ThreadedFake):
     def base_url(self):
         """The URL to give HttpOptions(base_url=...)."""
         return f"http://{self.host}:{self.port}"
-
-    # --- control
-
-    def configure(self, **changes):
-        """Change settings (names as in DEFAULTS); returns the current config."""
-        with self._lock:
-            for name, value in changes.items():
-                self.config[name] = normalize(name, value)
-            if "seed" in changes:
-                self._rng = random.Random(self.config["seed"])
-            return dict(self.config)
-
-    def script(self, entries):
-        """Queue canned responses, each {status?, text?, chunks?, finish_reason?, body?, headers?, error?}
-        (chunks: a stream's text pieces; error: any fault of FAULTS, for this call only)."""
-        entries = [entries] if isinstance(entries, dict) else list(entries)
-        with self._lock:
-            self._script.extend(entries)
-            return len(self._script)
-
-    def reset(self, config=True):
-        """Forget calls and script; with config=True also restore the starting settings."""
-        with self._lock:
-            if config:
-                self.config = dict(self._initial)
-                self._rng = random.Random(self.config["seed"])
-            self._script, self._calls, self._by_model, self._last = [], 0, {}, None
-            self._by_kind = dict.fromkeys(KINDS, 0)
-
-    @property
-    def calls(self):
-        """How many generateContent and streamGenerateContent requests arrived, failed and injected ones included."""
-        return self._calls
 
     def stats(self):
         """Calls, calls per kind (generate, stream) and per model, the last request and pending script entries."""
@@ -73,30 +31,12 @@ class FakeGemini(ThreadedFake):
     # --- one call
 
     def _plan(self, model, request, kind="generate"):
-        """Count the call and decide, under the lock, how to answer it."""
+        """Count the call and decide, under the lock, how to answer it: (config, script entry, fault)."""
         with self._lock:
-            self._calls += 1
-            self._by_kind[kind] += 1
-            self._by_model[model] = self._by_model.get(model, 0) + 1
-            self._last = request
-            cfg = dict(self.config)
+            cfg = self._count(kind, model, request)
             if self._script:
                 return cfg, self._script.pop(0), None
-            fault = None
-            if cfg["fail_next"] > 0:
-                fault = cfg["error"] or "503"
-                self.config["fail_next"] -= 1
-                if self.config["fail_next"] == 0:
-                    self.config["error"] = None  # heal: back to normal answers
-            elif cfg["error_rate"] > 0:
-                fault = (cfg["error"] or "503") if self._rng.random() < cfg["error_rate"] else None
-            elif cfg["error"]:
-                fault = cfg["error"]
-            return cfg, None, fault
-
-    def wait(self, seconds):
-        """Sleep unless the server is stopping; True when it is."""
-        return self._stopping.wait(seconds)
+            return cfg, None, self._fault(cfg)
 
 
 def main(argv=None):

@@ -1,5 +1,7 @@
 """Settings of the fake Gemini server, the faults they inject and the error bodies it answers with."""
 
+from tests.fakes.fake_settings import SettingsTable
+
 HTTP_ERRORS = {
     "400": (400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
     "429": (429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details."),
@@ -48,15 +50,4 @@ def auth_error(key):
         {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": message}])
 
 
-def normalize(name, value):
-    """Check and convert one config value; raise ValueError on nonsense."""
-    if name not in DEFAULTS:
-        raise ValueError(f"unknown setting {name!r}; known: {', '.join(DEFAULTS)}")
-    value = None if value is None else TYPES[name](value)
-    if value is not None and value not in CHOICES.get(name, (value,)):
-        raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}")
-    if name == "error_rate" and not 0 <= value <= 1:
-        raise ValueError("error_rate must be between 0 and 1")
-    if name == "chunk_size" and value < 1:
-        raise ValueError("chunk_size must be at least 1")
-    return value
+SETTINGS = SettingsTable(DEFAULTS, TYPES, CHOICES)

@@ -100,16 +100,12 @@ class Handler(BaseHTTPRequestHandler):
         if route:
             return self.generate(route.group(2), body if isinstance(body, dict) else {}, self.kind(route))
         try:
-            if path == "/_fake/config":
-                return self.send_json(200, self.fake.configure(**(body or {})))
-            if path == "/_fake/script":
-                return self.send_json(200, {"script_pending": self.fake.script(body or [])})
-            if path == "/_fake/reset":
-                self.fake.reset(config=body.get("config", True) if isinstance(body, dict) else True)
-                return self.send_json(200, {"reset": True, "config": self.fake.configure()})
+            answer = self.fake.control(path, body)
         except (TypeError, ValueError) as exc:
             return self.send_json(400, error_body(400, "INVALID_ARGUMENT", str(exc)))
-        self.not_found(path)
+        if answer is None:
+            return self.not_found(path)
+        return self.send_json(200, answer)
 
     def not_found(self, path):
         self.send_json(404, error_body(404, "NOT_FOUND", f"The requested URL {path} was not found on this server."))

@@ -1,26 +1,12 @@
 """A fake OpenAI-compatible chat-completions server that the real openai SDK can talk to (loopback only)."""
 
 import argparse
-import ipaddress
-import random
-import threading
 
-from tests.fakes.lifecycle import ThreadedFake
-from tests.fakes.openai_compat_faults import CHOICES, DEFAULTS, TYPES, boolean, normalize
+from tests.fakes.base import ThreadedFake, loopback
+from tests.fakes.openai_compat_faults import CHOICES, DEFAULTS, SETTINGS, TYPES, boolean
 from tests.fakes.openai_compat_server import Handler
 
 KINDS = ("plain", "json", "stream", "invalid")
-
-
-def loopback(host):
-    """Refuse to listen anywhere but on this machine."""
-    try:
-        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(f"the fake listens on loopback addresses only, not {host!r}")
-    return host
 
 
 class FakeOpenAI(ThreadedFake):
@@ -28,15 +14,8 @@ class FakeOpenAI(ThreadedFake):
 
     handler = Handler
     thread_name = "fake-openai"
-
-    def __init__(self, port=0, host="127.0.0.1", **config):
-        self.host, self._port = loopback(host), port
-        self._lock = threading.Lock()
-        self._initial = {k: normalize(k, v) for k, v in {**DEFAULTS, **config}.items()}
-        self._server = self._thread = None
-        self._stopping = threading.Event()
-        self._sockets = set()
-        self.reset()
+    settings = SETTINGS
+    kinds = KINDS
 
     # --- lifecycle
 
@@ -52,38 +31,11 @@ class FakeOpenAI(ThreadedFake):
 
     # --- control
 
-    def configure(self, **changes):
-        """Change settings (names as in DEFAULTS); returns the current config."""
-        with self._lock:
-            checked = {name: normalize(name, value) for name, value in changes.items()}
-            self.config.update(checked)
-            if "seed" in checked:
-                self._rng = random.Random(self.config["seed"])
-            return dict(self.config)
-
-    def script(self, entries):
-        """Queue canned answers: {text?, chunks?, finish_reason?, status?, body?, headers?, error?, latency_ms?}."""
-        entries = [entries] if isinstance(entries, dict) else list(entries)
-        if not all(isinstance(e, dict) for e in entries):
-            raise ValueError("script entries must be objects")
-        with self._lock:
-            self._script.extend(entries)
-            return len(self._script)
-
     def reset(self, config=True):
-        """Forget calls and script; with config=True also restore the starting settings."""
+        """Forget calls, script, the last headers and the connections counted too."""
+        super().reset(config)
         with self._lock:
-            if config:
-                self.config = dict(self._initial)
-                self._rng = random.Random(self.config["seed"])
-            self._script, self._calls, self._last, self._last_headers = [], 0, None, None
-            self._connections = 0
-            self._by_kind, self._by_model = dict.fromkeys(KINDS, 0), {}
-
-    @property
-    def calls(self):
-        """How many chat-completion requests arrived, failed, invalid and injected ones included."""
-        return self._calls
+            self._last_headers, self._connections = None, 0
 
     def stats(self):
         """Calls in total, per kind (a stream counts as stream whatever its format; invalid: unreadable bodies)
@@ -98,30 +50,11 @@ class FakeOpenAI(ThreadedFake):
     def _plan(self, kind, model, request, headers):
         """Count the call and decide, under the lock, how to answer it: (config, script entry, fault)."""
         with self._lock:
-            self._calls += 1
-            self._by_kind[kind] += 1
-            if model:
-                self._by_model[model] = self._by_model.get(model, 0) + 1
-            self._last = request
+            cfg = self._count(kind, model, request)
             self._last_headers = {k.lower(): v for k, v in headers.items() if k.lower() != "authorization"}
-            cfg = dict(self.config)
             if self._script and kind != "invalid":  # an unreadable request does not use up a script entry
                 return cfg, self._script.pop(0), None
-            fault = None
-            if cfg["fail_next"] > 0:
-                fault = cfg["error"] or "503"
-                self.config["fail_next"] -= 1
-                if self.config["fail_next"] == 0:
-                    self.config["error"] = None  # heal: back to normal answers
-            elif cfg["error_rate"] > 0:
-                fault = (cfg["error"] or "503") if self._rng.random() < cfg["error_rate"] else None
-            elif cfg["error"]:
-                fault = cfg["error"]
-            return cfg, None, fault
-
-    def wait(self, seconds):
-        """Sleep unless the server is stopping; True when it is."""
-        return self._stopping.wait(seconds)
+            return cfg, None, self._fault(cfg)
 
 
 def main(argv=None):

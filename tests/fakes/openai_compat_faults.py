@@ -1,5 +1,7 @@
 """Settings of the fake OpenAI-compatible server, the faults they inject and OpenAI's error bodies."""
 
+from tests.fakes.fake_settings import SettingsTable
+
 # name: (status, type, param, code, message); {model} and {retry_after} are filled in when sent.
 HTTP_ERRORS = {
     "400": (400, "invalid_request_error", None, None, "Invalid request (injected by the fake)."),
@@ -59,18 +61,7 @@ TYPES = {"latency_ms": int, "chunk_latency_ms": int, "chunk_size": int, "error":
 CHOICES = {"error": FAULTS, "malformed": MALFORMED}
 
 
-def normalize(name, value):
-    """Check and convert one config value; raise ValueError on nonsense."""
-    if name not in DEFAULTS:
-        raise ValueError(f"unknown setting {name!r}; known: {', '.join(DEFAULTS)}")
-    value = None if value is None else TYPES[name](value)
-    if value is not None and value not in CHOICES.get(name, (value,)):
-        raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}")
-    if name == "error_rate" and not 0 <= value <= 1:
-        raise ValueError("error_rate must be between 0 and 1")
-    if name == "chunk_size" and value < 1:
-        raise ValueError("chunk_size must be at least 1")
-    return value
+SETTINGS = SettingsTable(DEFAULTS, TYPES, CHOICES)
 
 
 def error_body(message, kind="invalid_request_error", param=None, code=None):

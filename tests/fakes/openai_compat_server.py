@@ -84,16 +84,12 @@ class Handler(BaseHandler):
         if CHAT.match(path):
             return self.chat(body)
         try:
-            if path == "/_fake/config":
-                return self.send_json(200, self.fake.configure(**(body or {})))
-            if path == "/_fake/script":
-                return self.send_json(200, {"script_pending": self.fake.script(body or [])})
-            if path == "/_fake/reset":
-                self.fake.reset(config=body.get("config", True) if isinstance(body, dict) else True)
-                return self.send_json(200, {"reset": True, "config": self.fake.configure()})
+            answer = self.fake.control(path, body)
         except (TypeError, ValueError) as exc:
             return self.send_json(400, error_body(str(exc)))
-        self.not_found(path)
+        if answer is None:
+            return self.not_found(path)
+        return self.send_json(200, answer)
 
     # --- one chat completion
 
