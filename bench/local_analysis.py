@@ -70,7 +70,7 @@ def texts(count: int, seed: int) -> list[tuple[str, dict[str, str]]]:
     """Mixed texts: the calibration samples (eleven languages), alone or joined with others of the same language up
     to the 5,000-character limit, a tenth of their longer words misspelled; one in fifty has no local answer
     (Japanese, Greek, or two languages mixed). Each comes with its injected misspellings: {misspelled: original}."""
-    from tests.unit.test_local_analysis import ALL_SAMPLES, OTHER_LANGUAGES
+    from tests.unit.local_samples import ALL_SAMPLES, OTHER_LANGUAGES
 
     rng = random.Random(seed)
     pools: dict[str, list[str]] = {}

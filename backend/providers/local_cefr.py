@@ -4,7 +4,7 @@
 # Spanish 890 / 7,269, German 885 / 7,169). CEFR vocabulary sizes grow from a few hundred words (A1) to several
 # thousand (B2) and beyond (C1, C2), so the share of a text outside these bands rises with the level.
 #
-# Calibrated on the sample texts in tests/unit/test_local_analysis.py (three per level in English, some in Spanish,
+# Calibrated on the sample texts in tests/unit/local_samples.py (three per level in English, some in Spanish,
 # French and German), the measures behave like this:
 #   - sentence length separates A1 (5-7 words a sentence), A2 (10-11) and B1 (13-18); vocabulary barely does:
 #     texts up to B1 keep 90-100% of their words within the ~7,000 commonest forms;
