@@ -78,6 +78,18 @@ class ThreadedFake:
         """The bound port (the real one when started with port 0)."""
         return self._server.server_address[1] if self._server else self._port
 
+    def serve_until_interrupted(self, name, verbose=False):
+        """The command line's loop: start, say where, serve until Ctrl-C, stop."""
+        self.start()
+        self._server.verbose = verbose
+        print(f"fake {name} listening on {self.base_url}", flush=True)
+        try:
+            self._thread.join()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
     def wait(self, seconds):
         """Sleep unless the server is stopping; True when it is."""
         return self._stopping.wait(seconds)

@@ -51,15 +51,7 @@ def main(argv=None):
     args = vars(parser.parse_args(argv))
     host, port = args.pop("host"), args.pop("port")
     verbose = args.pop("verbose")
-    fake = FakeGemini(port=port, host=host, **args).start()
-    fake._server.verbose = verbose
-    print(f"fake gemini listening on {fake.base_url}", flush=True)
-    try:
-        fake._thread.join()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    FakeGemini(port=port, host=host, **args).serve_until_interrupted("gemini", verbose)
 
 
 if __name__ == "__main__":

@@ -71,15 +71,7 @@ def main(argv=None):
             parser.add_argument(flag, default=default, type=TYPES[name], choices=CHOICES.get(name))
     args = vars(parser.parse_args(argv))
     host, port, verbose = args.pop("host"), args.pop("port"), args.pop("verbose")
-    fake = FakeOpenAI(port=port, host=host, **args).start()
-    fake._server.verbose = verbose
-    print(f"fake openai listening on {fake.base_url}", flush=True)
-    try:
-        fake._thread.join()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    FakeOpenAI(port=port, host=host, **args).serve_until_interrupted("openai", verbose)
 
 
 if __name__ == "__main__":
