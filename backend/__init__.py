@@ -73,6 +73,7 @@ def register_blueprints(app: Flask) -> None:
     from backend.api import bp as api_bp
     from backend.breaker_admin import bp as breaker_admin_bp
     from backend.cache_admin import bp as cache_admin_bp
+    from backend.conversations import bp as conversations_bp
     from backend.dashboard import bp as dashboard_bp
     from backend.health import bp as health_bp
     from backend.monitoring import bp as monitoring_bp
@@ -85,18 +86,21 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(cache_admin_bp)
     app.register_blueprint(breaker_admin_bp)
     app.register_blueprint(dashboard_bp)
-    register_rate_limits(app, api_bp, exempt=[health_bp, monitoring_bp, openapi_bp])
+    app.register_blueprint(conversations_bp)
+    register_rate_limits(app, api_bp, exempt=[health_bp, monitoring_bp, openapi_bp],
+                         ai_endpoints=frozenset({"conversations.post_message"}))
 
 
-def register_rate_limits(app: Flask, ai_blueprint, exempt: list) -> None:
+def register_rate_limits(app: Flask, ai_blueprint, exempt: list, ai_endpoints: frozenset[str]) -> None:
     """Per-caller limits: RATE_LIMIT_AI on the AI endpoints, RATE_LIMIT_DEFAULT elsewhere; health, the Prometheus
-    scrape and the OpenAPI document exempt; GET /api/metrics, which needs no key, METRICS_RATE_LIMIT per address."""
+    scrape and the OpenAPI document exempt; GET /api/metrics, which needs no key, METRICS_RATE_LIMIT per address;
+    a conversation's turn, which calls a model, counted as an AI call too."""
     from backend.http.context import backend_of
     from backend.http.rate_limits import init_rate_limits
 
     settings = backend_of(app).settings
     init_rate_limits(app, settings, ai_blueprint=ai_blueprint, exempt=exempt,
-                     per_address={"monitoring.summary": settings.metrics_rate_limit})
+                     per_address={"monitoring.summary": settings.metrics_rate_limit}, ai_endpoints=ai_endpoints)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -14,6 +14,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(check)
     app.cli.add_command(cache_group)
     app.cli.add_command(breaker_group)
+    app.cli.add_command(db_group)
 
 
 @click.command("check")
@@ -29,6 +30,8 @@ def check() -> None:
     click.echo(f"admin endpoints: {'on' if settings.admin_api_key.get_secret_value() else 'disabled'}")
     for provider in backend.providers:
         click.echo(f"{provider.name}: {'configured' if provider.configured else 'not configured'}")
+    database = backend.database.health()
+    click.echo(f"database: {database['dialect']}, {'reachable' if database['status'] == 'ok' else 'UNREACHABLE'}")
     if health.get("disk") == "failing":
         click.echo("cache disk: FAILING (full or unwritable): serving from memory")
     if health["fallback_active"]:
@@ -66,3 +69,17 @@ def breaker_reset(name: str | None) -> None:
             except StoreUnavailable as exc:
                 raise click.ClickException(f"{exc.summary}: {breaker_name} was not reset") from None
             click.echo(f"{breaker_name}: {breaker.state()['state']}")
+
+
+db_group = AppGroup("db", help="Database schema (Alembic migrations).")
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="The revision to bring the database to.")
+def db_upgrade(revision: str) -> None:
+    """Apply the migrations to DATABASE_URL (run before serving a new release)."""
+    from backend.db.migrate import current, upgrade
+
+    url = current_backend().settings.database_url
+    upgrade(url, revision)
+    click.echo(f"database at revision {current(url)}")

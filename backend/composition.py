@@ -3,9 +3,12 @@ create_app (Flask-free) and reached through backend.http.context.current_backend
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from backend.db.engine import Database
+from backend.llm.corrections import CORRECTIONS
 from backend.llm.parse import ANALYSIS, EXPLANATION, SUBTOPICS
 from backend.media.fetch import AudioFetcher
 from backend.observability.cost import TokenPrices
@@ -19,8 +22,11 @@ from backend.resilience.retry import RetryPolicy
 from backend.resilience.shared_state import SharedState, build_shared_state
 from backend.services.analysis import AnalysisService
 from backend.services.content import ContentService
+from backend.services.conversations import ConversationService
 from backend.services.language_model import LanguageModel, Route
 from backend.services.speech import SpeechService
+from backend.services.turn_stream import TurnStreams
+from backend.services.turns import TurnService, TurnSettings
 from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -43,6 +49,11 @@ class Backend:
     content: ContentService
     speech: SpeechService
     audio_fetcher: AudioFetcher
+    database: Database
+    conversations: ConversationService
+    turns: TurnService
+    streams: TurnStreams
+    executor: ThreadPoolExecutor
 
     @property
     def breakers(self) -> dict[str, CircuitBreaker]:
@@ -54,15 +65,17 @@ class Backend:
         for name in LANGUAGE_MODELS:
             client = self.providers[name].client if name in self.providers else None
             if client is not None:
-                client.warm_up([operation.model for operation in (ANALYSIS, SUBTOPICS, EXPLANATION)])
+                client.warm_up([operation.model for operation in (ANALYSIS, SUBTOPICS, EXPLANATION, CORRECTIONS)])
         # English only (0.3 s, +2 MiB of word lists): the other languages load on first use (0.1-0.85 s each),
         # so that workers starting together do not each hold 150 MB of loading peak.
         local_analysis.warm_up(["en"])
 
     def close(self) -> None:
-        """Release provider connections and thread pools (on worker exit)."""
+        """Release provider connections, thread pools and database connections (on worker exit)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
         self.providers.close()
         self.shared.close()
+        self.database.dispose()
 
 
 def build_backend(settings: Settings) -> Backend:
@@ -80,22 +93,42 @@ def build_backend(settings: Settings) -> Backend:
     )
     retry = RetryPolicy(settings.retry_max_attempts, retry_after_cap=settings.retry_after_cap_seconds)
 
-    def policy(provider: str, operation: str) -> ProviderPolicy:
+    def policy(provider: str, operation: str, *, personal: bool = False) -> ProviderPolicy:
         # A stand-in's answers are kept only briefly, like partial ones: the primary's replace them soon.
         stand_in = provider != LANGUAGE_MODELS[0] and provider in LANGUAGE_MODELS
+        # A learner's conversation is personal: never cached, never shared with another caller's flight.
         return ProviderPolicy(provider, operation, deadline_seconds=settings.request_deadline_seconds,
-                              cache=shared.cache, flights=shared.flights, breaker=providers[provider].breaker,
-                              bulkhead=providers[provider].bulkhead, retry=retry,
-                              partial_ttl=settings.cache_partial_ttl_seconds,
+                              cache=None if personal else shared.cache, flights=None if personal else shared.flights,
+                              breaker=providers[provider].breaker, bulkhead=providers[provider].bulkhead,
+                              retry=retry, partial_ttl=settings.cache_partial_ttl_seconds,
                               ttl=settings.cache_partial_ttl_seconds if stand_in else None)
 
-    def routes(operation: str) -> list[Route]:
+    def routes(operation: str, *, personal: bool = False) -> list[Route]:
         """The configured language models for one operation, in order of preference."""
-        return [Route(client, policy(name, operation)) for name in LANGUAGE_MODELS
+        return [Route(client, policy(name, operation, personal=personal)) for name in LANGUAGE_MODELS
                 if name in providers and (client := providers[name].client) is not None]
 
     language_model = LanguageModel(GEMINI_NOT_CONFIGURED, reask=settings.llm_reask,
                                    max_repair_chars=settings.llm_max_repair_chars)
+    speech = SpeechService(providers["azure_speech"].client, AZURE_NOT_CONFIGURED,
+                           policy("azure_speech", "transcribe"), policy("azure_speech", "pronunciation"),
+                           price_per_hour={"transcribe": settings.price_azure_speech_per_hour,
+                                           "pronunciation": settings.price_azure_pronunciation_per_hour})
+    database = Database(settings.database_url, pool_size=settings.database_pool_size,
+                        timeout_seconds=settings.database_timeout_seconds)
+    # Corrections and summaries run beside the reply; bounded, as each may wait on a provider for a while.
+    executor = ThreadPoolExecutor(max_workers=max(2, settings.web_threads // 2), thread_name_prefix="turn")
+    turns = TurnService(
+        database, language_model, replies=routes("converse", personal=True),
+        corrections=routes("corrections", personal=True), summaries=routes("summarize", personal=True),
+        local_corrections=(ProviderPolicy(local_analysis.PROVIDER, "corrections",
+                                          deadline_seconds=settings.request_deadline_seconds),
+                           local_analysis.corrections),
+        speech=speech, executor=executor,
+        settings=TurnSettings(lease_seconds=settings.longest_request_seconds + 15,
+                              history_tokens=settings.conversation_history_tokens,
+                              max_turns=settings.max_turns_per_conversation,
+                              deadline_seconds=settings.request_deadline_seconds))
     return Backend(
         settings=settings, shared=shared, providers=providers,
         audio_fetcher=AudioFetcher(settings.allowed_audio_hosts, max_bytes=settings.max_audio_bytes,
@@ -109,10 +142,8 @@ def build_backend(settings: Settings) -> Backend:
                            cache=shared.cache, ttl=settings.cache_partial_ttl_seconds),
             lambda inputs: local_analysis.analyze(inputs["text"]))),
         content=ContentService(language_model, routes("create_subtopics"), routes("explanation")),
-        speech=SpeechService(providers["azure_speech"].client, AZURE_NOT_CONFIGURED,
-                             policy("azure_speech", "transcribe"), policy("azure_speech", "pronunciation"),
-                             price_per_hour={"transcribe": settings.price_azure_speech_per_hour,
-                                             "pronunciation": settings.price_azure_pronunciation_per_hour}),
+        speech=speech, database=database, conversations=ConversationService(database), turns=turns,
+        streams=TurnStreams(turns, settings.stream_concurrency), executor=executor,
     )
 
 

@@ -53,10 +53,27 @@ class RateLimited(AppError):
     code, status, default_message = "RATE_LIMITED", 429, "Rate limit exceeded"
 
 
+class Conflict(AppError):
+    """The request conflicts with the resource's state (a turn already being answered, a full conversation)."""
+
+    code, status, default_message = "CONFLICT", 409, "The request conflicts with the current state"
+
+
+class Gone(AppError):
+    code, status, default_message = "GONE", 410, "The resource is gone"
+
+
 class ServiceUnavailable(AppError):
     """The service itself cannot do this now (not ready, unhealthy, or the shared store is unreachable)."""
 
     code, status, default_message = "SERVICE_UNAVAILABLE", 503, "The service is unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database did not answer within DATABASE_TIMEOUT_SECONDS (unreachable, pool exhausted, statement timeout);
+    nothing was written half-way: the transaction was rolled back."""
+
+    default_message = "The database is unavailable"
 
 
 class ProviderError(AppError):

@@ -6,7 +6,8 @@ from typing import TypeVar
 from flask import request
 from pydantic import BaseModel
 
-from backend.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from backend.errors import UnsupportedMediaType
+from backend.http.audio_upload import uploaded_raw_audio
 from backend.http.context import current_backend
 from backend.http.validation import is_json_request, json_body, validate
 from backend.media.audio import DecodedAudio, decode_audio
@@ -27,14 +28,10 @@ def audio_request(form_model: type[F], url_model: type[U]) -> tuple[DecodedAudio
         raw = backend.audio_fetcher.fetch(url_fields.audio_url)
         fields = url_fields
     elif request.mimetype == "multipart/form-data":
-        upload = request.files.get("audio")
-        if upload is None:
-            raise ValidationFailed("Request validation failed", status=422, details=[
-                {"field": "audio", "message": "an audio file is required", "type": "missing"}])
+        if "audio" not in request.files:
+            uploaded_raw_audio()  # the 422 naming the missing file, before the other fields are judged
         fields = validate(form_model, request.form.to_dict())
-        raw = upload.read(settings.max_audio_bytes + 1)
-        if len(raw) > settings.max_audio_bytes:
-            raise PayloadTooLarge(f"Audio is larger than MAX_AUDIO_BYTES ({settings.max_audio_bytes} bytes)")
+        raw = uploaded_raw_audio()
     else:
         raise UnsupportedMediaType("Send multipart/form-data with an 'audio' file, or JSON with 'audio_url'")
     return decode_audio(raw, max_seconds=settings.max_audio_seconds), fields

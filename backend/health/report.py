@@ -19,6 +19,9 @@ def component_report(backend: Backend) -> dict[str, Any]:
         reasons.append("redis is unreachable: serving from the local fallback")
     if cache["disk"] == "failing":
         reasons.append("the cache disk is failing (full or unwritable): serving from memory")
+    database = backend.database.health()
+    if database["status"] != "ok":
+        reasons.append("the database is unreachable: conversations and learner data answer 503")
     in_use = [p for p in providers.values() if p["configured"]]
     usable = [p for p in in_use if p["breaker"] not in ("open", "forced_open")]
     if in_use and not usable:
@@ -27,4 +30,4 @@ def component_report(backend: Backend) -> dict[str, Any]:
         status = "degraded" if reasons else "healthy"
     return {"status": status, "reasons": reasons,
             "components": {"api": {"status": "ok", "environment": settings.app_env}, "cache": cache,
-                           "providers": providers}}
+                           "database": database, "providers": providers}}

@@ -12,7 +12,6 @@ routes, where a few round trips do not matter. Without Redis, or while it is dow
 from __future__ import annotations
 
 import math
-import re
 import time
 from typing import Any
 
@@ -31,9 +30,8 @@ from backend.observability import metrics
 from backend.observability.access_log import route_template
 from backend.resilience.rate_window import MovingWindowLimiter, Quota, Verdict
 from backend.resilience.store import MemoryStore
+from backend.schemas.caller import USER_ID
 from backend.settings import Settings
-
-_USER_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,64}$")
 
 
 def _key_name() -> str | None:
@@ -58,7 +56,7 @@ def caller_key() -> str:
     if name is None:
         return address_key()
     user = request.headers.get("X-User-ID", "")
-    return f"key:{name}|{user if _USER_ID.match(user) else '-'}"
+    return f"key:{name}|{user if USER_ID.match(user) else '-'}"
 
 
 def default_limit() -> str:
@@ -72,7 +70,7 @@ def default_limit_per_key() -> str:
 
 
 def init_rate_limits(app: Flask, settings: Settings, *, ai_blueprint: Blueprint, exempt: list[Blueprint],
-                     per_address: dict[str, str] | None = None) -> None:
+                     per_address: dict[str, str] | None = None, ai_endpoints: frozenset[str] = frozenset()) -> None:
     """A limiter for this app, on Redis (fail-fast) when configured, else on this process's memory; per_address
     maps endpoints (of exempt blueprints) to a limit per address of their own."""
     redis_url = settings.redis_url.get_secret_value()
@@ -93,21 +91,22 @@ def init_rate_limits(app: Flask, settings: Settings, *, ai_blueprint: Blueprint,
     # Without Redis (or while it is down) each process counts for itself, as flask-limiter's fallback does: a
     # shared disk would cost a contended SQLite write transaction on every request.
     windows = MovingWindowLimiter(MemoryStore(), app.extensions["backend"].shared.redis)
-    init_ai_limits(app, settings, windows, ai_blueprint.name)
+    init_ai_limits(app, settings, windows, ai_blueprint.name, ai_endpoints)
     init_address_limits(app, windows, per_address or {})
     app.after_request(_window_limit_headers)
     app.extensions["backend_limiter"] = limiter
     app.register_error_handler(RateLimitExceeded, _rate_limited)
 
 
-def init_ai_limits(app: Flask, settings: Settings, limiter: MovingWindowLimiter, blueprint: str) -> None:
+def init_ai_limits(app: Flask, settings: Settings, limiter: MovingWindowLimiter, blueprint: str,
+                   endpoints: frozenset[str] = frozenset()) -> None:
     """One budget per caller shared by every AI endpoint, and one for the whole key, so that inventing
     X-User-IDs does not multiply a leaked key's budget."""
     per_caller, per_key = parse_limit(settings.rate_limit_ai), parse_limit(settings.rate_limit_ai_per_key)
 
     @app.before_request
     def _check_ai_limits() -> None:
-        if request.blueprint != blueprint:
+        if request.blueprint != blueprint and request.endpoint not in endpoints:
             return
         # The address's auth lock is read in the same round trip (a gate), not by a GET of its own on the hit path.
         gates = (lock_key(),) if current_backend().settings.client_keys else ()

@@ -191,12 +191,12 @@ def _errors(value: Any, learner_text: str, notes: Notes) -> list[dict[str, str]]
     if value is MISSING:
         notes.note("defaults", "errors")
         return []
-    haystack = _comparable(learner_text)
+    haystack = comparable(learner_text)
     kept = []
     for index, item in objects(value, notes, "errors"):
         path, item_notes = f"errors[{index}]", Notes()
         error = _error(item, item_notes, path)
-        if (error is None or not error["text"].strip() or _comparable(error["text"]) not in haystack
+        if (error is None or not error["text"].strip() or comparable(error["text"]) not in haystack
                 # a "correction" that changes nothing is no correction
                 or " ".join(error["correction"].split()) == " ".join(error["text"].split())):
             notes.note("dropped", path)
@@ -257,6 +257,6 @@ def _label(value: str) -> str:
     return re.sub(r"[\s_\-]+", " ", value).strip().lower()
 
 
-def _comparable(value: str) -> str:
+def comparable(value: str) -> str:
     """Case, curly quotes and runs of spaces do not matter when finding quoted words in the text."""
     return " ".join(value.translate(_QUOTES).split()).casefold()

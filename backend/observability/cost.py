@@ -11,10 +11,11 @@ from backend.observability import metrics
 
 @dataclass
 class Ledger:
-    """What the upstream calls of one policy execution cost."""
+    """What the upstream calls of one policy execution (or one conversation turn, around several) cost."""
 
     cost_usd: float = 0.0
     tokens: dict[str, int] = field(default_factory=dict)
+    parent: "Ledger | None" = None  # an enclosing ledger is charged too (a turn's total holds each call's)
 
 
 _current: ContextVar[Ledger | None] = ContextVar("cost_ledger", default=None)
@@ -23,7 +24,18 @@ _current: ContextVar[Ledger | None] = ContextVar("cost_ledger", default=None)
 @contextmanager
 def ledger() -> Iterator[Ledger]:
     """Collect the charges made inside the block."""
-    book = Ledger()
+    book = Ledger(parent=_current.get())
+    token = _current.set(book)
+    try:
+        yield book
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def charging(book: Ledger) -> Iterator[Ledger]:
+    """Charge the calls made inside the block to ``book`` (a ledger opened elsewhere: a streamed turn's, between
+    the pieces it hands out)."""
     token = _current.set(book)
     try:
         yield book
@@ -41,10 +53,11 @@ def charge(provider: str, cost_usd: float, *, tokens: dict[str, int] | None = No
     if audio_seconds:
         metrics.AI_AUDIO_SECONDS.labels(provider).inc(audio_seconds)
     book = _current.get()
-    if book is not None:
+    while book is not None:
         book.cost_usd += cost_usd
         for kind, count in (tokens or {}).items():
             book.tokens[kind] = book.tokens.get(kind, 0) + count
+        book = book.parent
 
 
 def avoided(provider: str, reason: str, cost_usd: float) -> None:

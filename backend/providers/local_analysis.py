@@ -79,6 +79,17 @@ def analyze(text: str) -> dict[str, Any] | None:
     }
 
 
+def corrections(inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """Corrections of a conversation message (``inputs["message"]``) found in-process, or None (a language this
+    module does not read). Only the errors it is sure of: spelling, against word lists."""
+    found = _understand(str(inputs.get("message", "")))
+    if found is None:
+        return None
+    return {"corrections": [{"text": error["text"], "correction": error["correction"],
+                             "explanation": error["explanation"]} for error in found[2]],
+            "partial": False, "degraded": True}
+
+
 def _understand(text: str) -> tuple[str, _Reading, list[dict[str, str]], str] | None:
     """(language, reading, spelling errors, masked text) of a text its most likely lexicon can judge, else None."""
     masked = mask(text)

@@ -74,7 +74,8 @@ class ProviderPolicy:
             cost.avoided(self.provider, "cache", entry.cost_usd)
             record_decision(self.provider, self.operation, "cache_hit", tier=entry.tier)
             return Outcome(entry.value, "HIT", self.provider)
-        metrics.CACHE_OPERATIONS.labels("get", "stale" if entry is not None else "miss").inc()
+        if self.cache is not None:  # a personal (uncached) operation is not a cache miss
+            metrics.CACHE_OPERATIONS.labels("get", "stale" if entry is not None else "miss").inc()
         try:
             if self.breaker is not None:
                 self._through_breaker(self.breaker.refuse_if_known_open)
@@ -193,6 +194,12 @@ class ProviderPolicy:
         """The value (and its cost) another process's flight left in the shared cache, if fresh."""
         entry = self.cache.lookup(key, count=False, token=token) if self.cache is not None else None
         return (entry.value, entry.cost_usd) if entry is not None and entry.fresh else None
+
+    # The same steps, public for backend.resilience.streams, which takes them one at a time over a stream's life.
+    bulkhead_slot = _bulkhead_slot
+    through_breaker = _through_breaker
+    permit = _permit
+    record_failure = _record_failure
 
 
 def _counts_as_failure(exc: BaseException) -> bool:

@@ -57,3 +57,15 @@ class TopicExplanation(BaseModel):
     explanation: str
     key_points: list[str]
     examples: list[str]
+
+
+class Correction(BaseModel):
+    text: str = Field(description="The erroneous words exactly as the learner wrote them")
+    correction: str = Field(description="The corrected words; must differ from text")
+    explanation: str = Field(description="One short sentence, in the learner's native language if given")
+
+
+class TurnCorrections(BaseModel):
+    """Corrections of the real errors in a learner's conversation message (none when it has none)."""
+
+    corrections: list[Correction]

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.schemas.hosts import parse_allowed_hosts
+from backend.settings.database import DatabaseSettings
 from backend.settings.providers import AzureSpeechSettings, FallbackSettings, GeminiSettings
 
 
@@ -23,7 +24,7 @@ CacheMode = Literal["memory", "disk", "redis", "redis_only", "auto"]
 KUBERNETES_SECRETS = Path("/var/run/secrets/kubernetes.io")
 
 
-class Settings(GeminiSettings, FallbackSettings, AzureSpeechSettings, BaseSettings):
+class Settings(GeminiSettings, FallbackSettings, AzureSpeechSettings, DatabaseSettings, BaseSettings):
     """Every variable of the contract, with its default and its bounds; each provider's own in its group
     (backend/settings/providers.py)."""
 
@@ -231,6 +232,11 @@ class Settings(GeminiSettings, FallbackSettings, AzureSpeechSettings, BaseSettin
     def audio_url_concurrency(self) -> int:
         """AUDIO_URL_MAX_CONCURRENCY, or a quarter of the worker's threads."""
         return self.audio_url_max_concurrency or max(1, self.web_threads // 4)
+
+    @property
+    def stream_concurrency(self) -> int:
+        """STREAM_MAX_CONCURRENCY, or a quarter of the worker's threads."""
+        return self.stream_max_concurrency or max(1, self.web_threads // 4)
 
     @property
     def fallback_bulkhead(self) -> int:

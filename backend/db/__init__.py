@@ -1,0 +1,1 @@
+"""Learner data: the database of one worker (engine.py), its models, repositories and Alembic migrations."""

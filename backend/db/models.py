@@ -1,0 +1,102 @@
+"""The learner data model (SQLAlchemy 2, typed). Every row carries its owner (client, user_id), and every
+repository query filters by it, so another caller's row is simply not found."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on PostgreSQL (timestamptz) and SQLite (which keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every model."""
+
+
+class Conversation(Base):
+    """A tutor conversation: its settings, its running summary, and the lease of the turn being answered."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(128))
+    scenario: Mapped[str] = mapped_column(String(500))
+    level: Mapped[str | None] = mapped_column(String(2))
+    native_language: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(35))
+    voice: Mapped[str | None] = mapped_column(String(100))
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The summary covers the first ``summarized_count`` messages (by seq); it is extended as the window slides.
+    summary: Mapped[str] = mapped_column(Text, default="")
+    summarized_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The turn being answered, if any: who holds it and until when (a dead worker's lease simply expires).
+    turn_token: Mapped[str | None] = mapped_column(String(32))
+    turn_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_conversations_owner_updated", "client", "user_id", "updated_at", "id"),
+                      Index("ix_conversations_updated", "updated_at"))
+
+
+class Message(Base):
+    """One message of a conversation, the learner's or the tutor's, in order (seq)."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    client: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(128))
+    seq: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    corrections: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    audio_url: Mapped[str | None] = mapped_column(String(500))
+    # What the turn's model calls cost (on the tutor's message), for usage and budgets.
+    cost_usd: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
+                      Index("ix_messages_owner", "client", "user_id"))
+
+
+class TurnKey(Base):
+    """An Idempotency-Key of a turn: the request it came with (hash) and the messages it produced."""
+
+    __tablename__ = "turn_keys"
+
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    client: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(128))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    learner_message_id: Mapped[str] = mapped_column(String(32))
+    tutor_message_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

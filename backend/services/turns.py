@@ -1,0 +1,272 @@
+"""A learner's turn: ordered (one at a time per conversation), idempotent (Idempotency-Key), atomic (both messages
+stored together once the reply is complete), through the policy of every provider call.
+
+Two model calls per turn, made concurrently: the reply as plain text (it can stream to the learner from its first
+piece) and the corrections as JSON against a schema (checked against the learner's words, repaired like every
+structured answer, with its own fallback down to in-process corrections). One call answering both would have to be
+JSON, whose reply field cannot be streamed safely before the object is complete; the corrections call adds the
+learner's message (a few hundred tokens) and nothing to the wait, since it runs while the reply is written.
+"""
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import logging
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from backend.db import conversations as repo
+from backend.db import turns
+from backend.db.engine import Database
+from backend.db.models import Conversation
+from backend.errors import ProviderError, ProviderNotConfigured, ValidationFailed
+from backend.llm.client import Message as Turn
+from backend.llm.corrections import CORRECTIONS
+from backend.media.audio import DecodedAudio
+from backend.observability import cost, metrics
+from backend.observability.decisions import record_decision
+from backend.resilience.policy import ProviderPolicy
+from backend.schemas.caller import Caller
+from backend.services import tutor
+from backend.services.conversations import message_view
+from backend.services.language_model import LanguageModel, LocalAnswer, Route, StructuredTask, may_fall_back
+from backend.services.speech import SpeechService
+
+logger = logging.getLogger(__name__)
+CORRECT = StructuredTask("corrections", "v1", CORRECTIONS, tutor.CORRECTIONS_SYSTEM, tutor.CORRECTIONS_TASK)
+# A turn of a conversation is usually answered in 1-5 s: the time a 409 asks the learner's app to wait.
+BUSY_RETRY_AFTER = 2.0
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """A learner's turn as posted: text, or audio to transcribe; and its Idempotency-Key, if any."""
+
+    text: str | None = None
+    audio: DecodedAudio | None = None
+    speak: bool = False
+    key: str | None = None
+
+    def fingerprint(self) -> str:
+        """What makes two posts the same turn (the key's request hash): the words or the audio's samples."""
+        material = {"text": self.text, "audio": self.audio.fingerprint if self.audio else None, "speak": self.speak}
+        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """Both stored messages; ``replayed`` when they are an earlier post's (same Idempotency-Key)."""
+
+    learner: dict[str, Any]
+    tutor: dict[str, Any]
+    replayed: bool = False
+    provider: str = ""
+
+    def body(self) -> dict[str, Any]:
+        return {"learner": self.learner, "tutor": self.tutor}
+
+
+@dataclass
+class Begun:
+    """A turn that holds its conversation's lease: what the reply needs, and what it cost so far."""
+
+    caller: Caller
+    conversation: Conversation
+    token: str
+    request: TurnRequest
+    history: tutor.History
+    deadline: float
+    text: str = ""
+    book: cost.Ledger = field(default_factory=cost.Ledger)
+    corrections: Future | None = None
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """The bounds of turns (from Settings)."""
+
+    lease_seconds: float
+    history_tokens: int
+    max_turns: int
+    deadline_seconds: float
+
+
+class TurnService:
+    """Answers learners' turns; streamed turns are built on the same steps (backend/services/turn_stream.py)."""
+
+    def __init__(self, database: Database, model: LanguageModel, *, replies: Sequence[Route],
+                 corrections: Sequence[Route], summaries: Sequence[Route],
+                 local_corrections: tuple[ProviderPolicy, LocalAnswer] | None, speech: SpeechService,
+                 settings: TurnSettings, executor: ThreadPoolExecutor):
+        self.db = database
+        self._model = model
+        self.replies = replies
+        self._corrections = corrections
+        self._summaries = summaries
+        self._local = local_corrections
+        self._speech = speech
+        self.settings = settings
+        self._executor = executor
+
+    # -- the steps -------------------------------------------------------------------------------------------
+
+    def begin(self, caller: Caller, conversation_id: str, request: TurnRequest) -> Begun | TurnResult:
+        """The earlier answer to the same Idempotency-Key, or the conversation's lease and its history (409 when
+        another turn holds it)."""
+        token = uuid.uuid4().hex
+        with self.db.session(write=True) as session:
+            if request.key is not None:
+                earlier = turns.find_key(session, caller, conversation_id, request.key)
+                if earlier is not None:
+                    return self._replay(session, caller, earlier, request)
+            conversation = turns.take_lease(session, caller, conversation_id, token=token,
+                                            seconds=self.settings.lease_seconds, retry_after=BUSY_RETRY_AFTER,
+                                            max_turns=self.settings.max_turns)
+            recent = repo.messages(session, conversation, since_seq=conversation.summarized_count,
+                                   newest=tutor.MAX_WINDOW_MESSAGES)
+        history = tutor.history(conversation, recent, self.settings.history_tokens)
+        return Begun(caller, conversation, token, request, history,
+                     deadline=time.monotonic() + self.settings.deadline_seconds)
+
+    def prepare(self, begun: Begun) -> None:
+        """The learner's words (transcribed first when spoken), and their corrections started alongside."""
+        request = begun.request
+        if request.audio is not None:
+            with cost.charging(begun.book):
+                transcript = self._speech.transcribe(request.audio, begun.conversation.language).value
+            begun.text = " ".join(str(transcript.get("text", "")).split())
+            if not begun.text:
+                raise ValidationFailed("No speech was recognised in the audio", status=422)
+        else:
+            begun.text = request.text or ""
+        begun.corrections = self._submit(self._correct, begun)
+
+    def reply(self, begun: Begun) -> tuple[str, str]:
+        """The tutor's whole reply and who gave it, from the first provider that can (nothing sent yet, so every
+        provider may be tried)."""
+        system, messages = self.prompt(begun)
+        failure: ProviderError | None = None
+        for route in self.replies:
+            def call(timeout: float, client=route.client) -> str:
+                return client.generate_text(system=system, messages=messages, timeout=timeout).text
+
+            try:
+                with cost.charging(begun.book):
+                    outcome = route.policy.execute(f"turn:{begun.token}", call, deadline=begun.deadline)
+                return outcome.value, outcome.provider
+            except ProviderError as exc:
+                if not may_fall_back(exc):
+                    raise
+                failure = failure or exc
+                record_decision(route.policy.provider, route.policy.operation, "fell_back", error=type(exc).__name__)
+        raise failure or ProviderNotConfigured(self._model.not_configured)
+
+    def prompt(self, begun: Begun) -> tuple[str, list[Turn]]:
+        """The tutor's instruction and the turns it answers (the history, then the learner's new message)."""
+        return tutor.tutor_system(begun.conversation), [*begun.history.turns, Turn("user", begun.text)]
+
+    def finish(self, begun: Begun, reply: str, provider: str) -> TurnResult:
+        """Store both messages in one transaction (ending the lease), then summarise older turns if due."""
+        corrections, correction_cost = self._corrections_of(begun)
+        with self.db.session(write=True) as session:
+            learner, tutor_message = turns.store_turn(
+                session, begun.caller, begun.conversation.id, token=begun.token, key=begun.request.key,
+                request_hash=begun.request.fingerprint(),
+                learner=turns.NewMessage(begun.text, corrections),
+                tutor=turns.NewMessage(reply, [], cost_usd=round(begun.book.cost_usd + correction_cost, 8)))
+        if begun.history.pending >= tutor.SUMMARY_BATCH:
+            self._submit(self._summarise, begun)
+        return TurnResult(message_view(learner), message_view(tutor_message), provider=provider)
+
+    def abandon(self, begun: Begun) -> None:
+        """Give the lease back, storing nothing (the reply failed or the learner went away)."""
+        if begun.corrections is not None:
+            begun.corrections.cancel()
+        try:
+            with self.db.session(write=True) as session:
+                turns.release_lease(session, begun.caller, begun.conversation.id, begun.token)
+        except Exception:  # the lease expires by itself; the turn's own error is the one to report
+            logger.warning("could not release a turn's lease", exc_info=True)
+
+    # -- a whole turn ----------------------------------------------------------------------------------------
+
+    def take(self, caller: Caller, conversation_id: str, request: TurnRequest) -> TurnResult:
+        """Answer a turn and store it; the earlier answer for a repeated Idempotency-Key."""
+        begun = self.begin(caller, conversation_id, request)
+        if isinstance(begun, TurnResult):
+            metrics.CONVERSATION_TURNS.labels("replayed", "json").inc()
+            return begun
+        try:
+            self.prepare(begun)
+            reply, provider = self.reply(begun)
+            result = self.finish(begun, reply, provider)
+        except BaseException:
+            metrics.CONVERSATION_TURNS.labels("failed", "json").inc()
+            self.abandon(begun)
+            raise
+        metrics.CONVERSATION_TURNS.labels("answered", "json").inc()
+        return result
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _replay(self, session: Any, caller: Caller, earlier: turns.TurnKey, request: TurnRequest) -> TurnResult:
+        if earlier.request_hash != request.fingerprint():
+            raise ValidationFailed("This Idempotency-Key was used with a different request", status=422,
+                                   details=[{"field": "Idempotency-Key", "message": "reused with another body"}])
+        stored = repo.messages_by_id(session, caller, [earlier.learner_message_id, earlier.tutor_message_id])
+        return TurnResult(message_view(stored[earlier.learner_message_id]),
+                          message_view(stored[earlier.tutor_message_id]), replayed=True)
+
+    def _submit(self, work: Callable[[Begun], Any], begun: Begun) -> Future:
+        """Run ``work`` beside the request, with its context (request id in logs)."""
+        return self._executor.submit(contextvars.copy_context().run, work, begun)
+
+    def _correct(self, begun: Begun) -> tuple[list[dict[str, str]], float]:
+        """The corrections of the learner's words, and what they cost; [] when no provider could give them."""
+        inputs = tutor.corrections_inputs(begun.conversation, begun.text)
+        with cost.ledger() as book:
+            try:
+                outcome = self._model.ask(CORRECT, inputs, self._corrections, self._local)
+            except ProviderError as exc:
+                logger.warning("no corrections for a turn", extra={"error_type": type(exc).__name__})
+                return [], book.cost_usd
+        return list(outcome.value.get("corrections", [])), book.cost_usd
+
+    def _corrections_of(self, begun: Begun) -> tuple[list[dict[str, str]], float]:
+        """Wait for the corrections until the turn's deadline; none if they are not there by then."""
+        assert begun.corrections is not None
+        try:
+            return begun.corrections.result(timeout=max(0.05, begun.deadline - time.monotonic()))
+        except FutureTimeout:
+            logger.warning("corrections not ready by the turn's deadline")
+            return [], 0.0
+
+    def _summarise(self, begun: Begun) -> None:
+        """Fold the messages that left the window into the conversation's summary (if nobody did meanwhile)."""
+        conversation, start = begun.conversation, begun.history.window_start
+        try:
+            with self.db.session() as session:
+                older = [m for m in repo.messages(session, conversation, since_seq=conversation.summarized_count)
+                         if m.seq < start]
+            messages = [Turn("user", tutor.summary_prompt(conversation.summary, older))]
+            for route in self._summaries:
+                def call(timeout: float, client=route.client) -> str:
+                    return client.generate_text(system=tutor.SUMMARY_SYSTEM, messages=messages, timeout=timeout).text
+
+                try:
+                    outcome = route.policy.execute(f"summary:{begun.token}", call)
+                except ProviderError as exc:
+                    if may_fall_back(exc):
+                        continue
+                    raise
+                with self.db.session(write=True) as session:
+                    turns.extend_summary(session, begun.caller, conversation.id, covered=conversation.summarized_count,
+                                         summary=outcome.value.strip(), new_covered=start)
+                return
+        except Exception:  # the next turn tries again; the reply was already given
+            logger.warning("could not extend a conversation's summary", exc_info=True)
