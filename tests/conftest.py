@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from backend import create_app
+from tests.databases import database_url, postgres_database, sqlite_template  # noqa: F401  (fixtures)
 from tests.fakes.azure_speech import FakeAzureSpeech
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai_compat import FakeOpenAI
@@ -61,7 +62,20 @@ def provider_config(fake_gemini, fake_azure, tmp_path):
         "CACHE_MODE": "memory",
         "CACHE_DIR": str(tmp_path / "cache"),
         "REQUEST_DEADLINE_SECONDS": 15,
+        # Tests that do not store learner data never touch it (the engine is created on first use).
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}",
     }
+
+
+@pytest.fixture
+def data_app(make_app, database_url):
+    """An app on an empty database (runs once on SQLite, once on PostgreSQL)."""
+    return make_app(DATABASE_URL=database_url)
+
+
+@pytest.fixture
+def data_client(data_app):
+    return data_app.test_client()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -34,6 +34,7 @@ class Database:
         self._engine: Engine | None = None
         self._lock = threading.Lock()
         self._down_since: float | None = None  # not None while the last attempt failed: the outage is logged once
+        self._state_lock = threading.Lock()
 
     @property
     def dialect(self) -> str:
@@ -52,9 +53,7 @@ class Database:
     def _create_engine(self) -> Engine:
         timeout = self.timeout_seconds
         if self.dialect == "sqlite":
-            database = self.url.database or ""
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            ensure_sqlite_directory(self.url)
             engine = create_engine(self.url, pool_size=self.pool_size, max_overflow=0, pool_timeout=timeout,
                                    connect_args={"timeout": timeout, "check_same_thread": False,
                                                  "isolation_level": None})
@@ -115,21 +114,34 @@ class Database:
         return self._down_since is not None
 
     def _unavailable(self, exc: Exception) -> DatabaseUnavailable:
-        if self._down_since is None:
-            self._down_since = time.time()
+        with self._state_lock:  # many request threads fail at once: one of them logs the outage
+            first = self._down_since is None
+            if first:
+                self._down_since = time.time()
+        if first:
             logger.warning("database unavailable", extra={"dialect": self.dialect, "error_type": _reason(exc)})
         return DatabaseUnavailable("The database is unavailable; try again shortly",
                                    retry_after=RETRY_AFTER_SECONDS)
 
     def _reachable(self) -> None:
-        if self._down_since is not None:
-            self._down_since = None
+        if self._down_since is None:
+            return
+        with self._state_lock:
+            was_down, self._down_since = self._down_since is not None, None
+        if was_down:
             logger.info("database reachable again", extra={"dialect": self.dialect})
 
     def dispose(self) -> None:
         """Close the pool's connections (on worker exit)."""
         if self._engine is not None:
             self._engine.dispose()
+
+
+def ensure_sqlite_directory(url: str | URL) -> None:
+    """Create the directory of a SQLite file: the default ./var/backend-ai.db is not there on a fresh checkout."""
+    database = make_url(url).database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _reason(exc: Exception) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from backend.db.engine import ensure_sqlite_directory
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -21,7 +23,14 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` (all migrations by default)."""
+    if url.startswith("sqlite"):
+        ensure_sqlite_directory(url)  # the first `db upgrade` of a fresh checkout creates ./var
     command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Take the database at ``url`` back to ``revision`` (``base``: no tables of ours at all)."""
+    command.downgrade(alembic_config(url), revision)
 
 
 def current(url: str) -> str | None:

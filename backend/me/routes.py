@@ -1,0 +1,19 @@
+"""Routes over the caller's own data: resolve the caller, call the learner data service."""
+from __future__ import annotations
+
+from flask import Response
+
+from backend.http.auth import require_client_key
+from backend.http.caller import current_caller
+from backend.http.context import current_backend
+from backend.http.envelope import ok
+from backend.me import bp
+
+
+@bp.delete("")
+@require_client_key
+def erase() -> Response:
+    """Erase everything stored for the caller; how much of each kind was deleted."""
+    # "jobs" and "audio" are always 0 for now: jobs and synthesised tutor audio come with later issues, and the
+    # service reports 0 for them until they are stored.
+    return ok({"deleted": current_backend().learner_data.erase(current_caller())})
