@@ -2,6 +2,8 @@
 faults, control routes, serving from a daemon thread and stopping with its open connections."""
 from __future__ import annotations
 
+import collections
+import copy
 import ipaddress
 import random
 import socket
@@ -9,6 +11,8 @@ import threading
 
 from tests.fakes.fake_settings import SettingsTable
 from tests.fakes.gemini_server import Server
+
+REQUEST_LOG = 200  # requests kept by requests(): enough for a conversation's calls, bounded for long benchmarks
 
 
 def loopback(host):
@@ -122,11 +126,27 @@ class ThreadedFake:
                 self._rng = random.Random(self.config["seed"])
             self._script, self._calls, self._last = [], 0, None
             self._by_kind, self._by_model = dict.fromkeys(self.kinds, 0), {}
+            self._requests = collections.deque(maxlen=REQUEST_LOG)
 
     @property
     def calls(self):
         """How many calls arrived, failed and injected ones included."""
         return self._calls
+
+    def requests(self):
+        """The last REQUEST_LOG requests, oldest first, as copies (see the subclass for an entry's shape)."""
+        with self._lock:
+            return copy.deepcopy(list(self._requests))
+
+    def read_control(self, path):
+        """Answer a GET control route (/_fake/calls, /_fake/config, /_fake/requests); None for any other path."""
+        if path == "/_fake/calls":
+            return self.stats()
+        if path == "/_fake/config":
+            return self.configure()
+        if path == "/_fake/requests":
+            return {"requests": self.requests()}
+        return None
 
     def control(self, path, body):
         """Answer a control route (/_fake/config, /_fake/script, /_fake/reset); None for any other path.
@@ -140,13 +160,15 @@ class ThreadedFake:
             return {"reset": True, "config": self.configure()}
         return None
 
-    def _count(self, kind, model, request):
-        """Count one call (under the lock) and take a copy of the config to answer it with."""
+    def _count(self, kind, model, request, logged=None):
+        """Count one call (under the lock), log it (``logged``, else the request body) and take a copy of the config
+        to answer it with."""
         self._calls += 1
         self._by_kind[kind] += 1
         if model:
             self._by_model[model] = self._by_model.get(model, 0) + 1
         self._last = request
+        self._requests.append(request if logged is None else logged)
         return dict(self.config)
 
     def _fault(self, cfg):

@@ -24,4 +24,6 @@ class SettingsTable:
             raise ValueError("error_rate must be between 0 and 1")
         if name == "chunk_size" and value < 1:
             raise ValueError("chunk_size must be at least 1")
+        if name == "fault_after_chunks" and value < 0:
+            raise ValueError("fault_after_chunks must be 0 (half the chunks) or more")
         return value

@@ -30,10 +30,16 @@ class FakeGemini(ThreadedFake):
 
     # --- one call
 
-    def _plan(self, model, request, kind="generate"):
-        """Count the call and decide, under the lock, how to answer it: (config, script entry, fault)."""
+    def requests(self):
+        """The last requests, oldest first: {"path", "model", "stream", "body"} each, body the parsed JSON (None when
+        it did not parse)."""
+        return super().requests()
+
+    def _plan(self, model, request, kind="generate", path=None):
+        """Count and log the call and decide, under the lock, how to answer it: (config, script entry, fault)."""
         with self._lock:
-            cfg = self._count(kind, model, request)
+            logged = {"path": path, "model": model, "stream": kind == "stream", "body": request}
+            cfg = self._count(kind, model, request, logged)
             if self._script:
                 return cfg, self._script.pop(0), None
             return cfg, None, self._fault(cfg)

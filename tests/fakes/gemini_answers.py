@@ -8,6 +8,7 @@ import zlib
 
 from tests.fakes.gemini_schema import complete, from_schema
 from tests.fakes.gemini_writing import analyze_writing, find_errors
+from tests.fakes.tutor_answers import is_summary_request, noticed, summarise, turn_corrections
 
 
 def build_answer(request):
@@ -18,7 +19,7 @@ def build_answer(request):
     inputs = find_input(request)
     title = (schema or {}).get("title") or guess_title(inputs)
     maker = {"WritingAnalysis": analyze_writing, "SubtopicList": subtopics,
-             "TopicExplanation": explanation}.get(title)
+             "TopicExplanation": explanation, "TurnCorrections": turn_corrections}.get(title)
     if maker and isinstance(inputs, dict):
         value = maker(inputs)
         return complete(schema, value, schema) if schema else value
@@ -26,6 +27,8 @@ def build_answer(request):
         return from_schema(schema, schema)
     if wants_json:
         return {}
+    if is_summary_request(system_text(request)):
+        return summarise(prompt_text(request))
     return tutor_reply(request)
 
 
@@ -39,6 +42,12 @@ def prompt_text(request):
     contents = [c for c in request.get("contents") or [] if isinstance(c, dict)]
     users = [c for c in contents if c.get("role", "user") == "user"]
     return _text_of((users or contents or [{}])[-1])
+
+
+def system_text(request):
+    """The text of the system instruction ('' without one)."""
+    system = request.get("systemInstruction")
+    return _text_of(system) if isinstance(system, dict) else ""
 
 
 def all_text(request):
@@ -64,7 +73,7 @@ def tutor_reply(request):
     else:
         check = "That is well said."
     question = FOLLOW_UPS[zlib.crc32(said.encode()) % len(FOLLOW_UPS)]
-    return f'{opener} You wrote: "{quote}". {check} {question}'
+    return f'{opener} You wrote: "{quote}". {check} {question}{noticed(system_text(request))}'
 
 
 def find_input(request):
@@ -86,6 +95,8 @@ def guess_title(inputs):
         return None
     if "text" in inputs:
         return "WritingAnalysis"
+    if "message" in inputs:
+        return "TurnCorrections"
     if "subtopic" in inputs:
         return "TopicExplanation"
     return "SubtopicList" if "topic" in inputs else None

@@ -21,11 +21,14 @@ FAULTS = tuple(HTTP_ERRORS) + ("hang", "reset") + MID_BODY + STREAM_ONLY + MALFO
 # clear (the upstream heals); else with error_rate > 0 that share of calls fails, drawn from a Random
 # seeded by `seed`; else a set `error` fails every call. `error` also takes the malformed modes, so they
 # can be injected at a rate; `malformed` alone bends every successful answer. Streams send their text in pieces
-# of `chunk_size` characters, `chunk_latency_ms` apart (`latency_ms` comes before the first byte).
-DEFAULTS = {"latency_ms": 0, "chunk_latency_ms": 0, "chunk_size": 32, "error": None, "error_rate": 0.0,
-            "seed": None, "fail_next": 0, "retry_after": 1, "malformed": None, "key": None}
-TYPES = {"latency_ms": int, "chunk_latency_ms": int, "chunk_size": int, "error": str, "error_rate": float,
-         "seed": int, "fail_next": int, "retry_after": int, "malformed": str, "key": str}
+# of `chunk_size` characters, `chunk_latency_ms` apart (`latency_ms` comes before the first byte). A fault in the
+# middle of a stream strikes after `fault_after_chunks` text chunks (0: after half of them; never after the last),
+# `chunk_latency_ms` after the last chunk sent: error=stream_reset, fault_after_chunks=1 is a connection reset
+# right after the first piece.
+DEFAULTS = {"latency_ms": 0, "chunk_latency_ms": 0, "chunk_size": 32, "fault_after_chunks": 0, "error": None,
+            "error_rate": 0.0, "seed": None, "fail_next": 0, "retry_after": 1, "malformed": None, "key": None}
+TYPES = {"latency_ms": int, "chunk_latency_ms": int, "chunk_size": int, "fault_after_chunks": int, "error": str,
+         "error_rate": float, "seed": int, "fail_next": int, "retry_after": int, "malformed": str, "key": str}
 CHOICES = {"error": FAULTS, "malformed": MALFORMED}
 
 

@@ -83,11 +83,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = self.path.split("?")[0]
-        if path == "/_fake/calls":
-            return self.send_json(200, self.fake.stats())
-        if path == "/_fake/config":
-            return self.send_json(200, self.fake.configure())
-        self.not_found(path)
+        answer = self.fake.read_control(path)
+        if answer is None:
+            return self.not_found(path)
+        return self.send_json(200, answer)
 
     def do_POST(self):
         path, route = self.path.split("?")[0], ROUTE.match(self.path.split("?")[0])
@@ -95,10 +94,10 @@ class Handler(BaseHTTPRequestHandler):
             body = self.read_json()
         except ValueError as exc:
             if route:
-                self.fake._plan(route.group(2), None, self.kind(route))  # a broken request is still an upstream call
+                self.fake._plan(route.group(2), None, self.kind(route), path)  # a broken request is still a call
             return self.send_json(400, error_body(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}"))
         if route:
-            return self.generate(route.group(2), body if isinstance(body, dict) else {}, self.kind(route))
+            return self.generate(route.group(2), body if isinstance(body, dict) else {}, self.kind(route), path)
         try:
             answer = self.fake.control(path, body)
         except (TypeError, ValueError) as exc:
@@ -114,10 +113,10 @@ class Handler(BaseHTTPRequestHandler):
     def kind(route):
         return "stream" if route.group(3) == "streamGenerateContent" else "generate"
 
-    def generate(self, model, request, kind="generate"):
+    def generate(self, model, request, kind="generate", path=None):
         fake = self.fake
         self.streaming = kind == "stream"
-        cfg, entry, fault = fake._plan(model, request, kind)
+        cfg, entry, fault = fake._plan(model, request, kind, path)
         if cfg["latency_ms"] and fake.wait(cfg["latency_ms"] / 1000):
             return self.drop()
         if cfg["key"] is not None and self.api_key() != cfg["key"]:

@@ -32,13 +32,15 @@ def send_stream(handler, body, fault, cfg, parts=None, whole=False):
     """Answer a streamGenerateContent?alt=sse request with ``body`` as events, bent by a mid-stream ``fault``.
 
     Without a fault: chunked encoding, one event per HTTP chunk, `chunk_latency_ms` apart, then the last chunk.
-    With one, half the events (at least one, never the last) go out first, then: cut (a chunk cut short, then
-    FIN), stall (silence until the client hangs up), stream_reset (RST), stream_error (an error event, then a
-    clean end), stream_eof (the body was sent without chunking: the connection simply closes, no finishReason).
+    With one, `fault_after_chunks` events (0: half; at least one, never the last) go out first, then, a
+    `chunk_latency_ms` pause later: cut (a chunk cut short, then FIN), stall (silence until the client hangs up),
+    stream_reset (RST), stream_error (an error event, then a clean end), stream_eof (the body was sent without
+    chunking: the connection simply closes, no finishReason).
     """
     events = stream_events(body, cfg["chunk_size"], parts, whole)
     chunked = fault != "stream_eof"
-    stop_at = min(len(events) - 1, max(1, len(events) // 2)) if fault in MID_STREAM else len(events)
+    sent = cfg["fault_after_chunks"] or len(events) // 2
+    stop_at = min(len(events) - 1, max(1, sent)) if fault in MID_STREAM else len(events)
     handler.send_response(200)
     handler.send_header("Content-Type", "text/event-stream")
     handler.send_header("Cache-Control", "no-cache")

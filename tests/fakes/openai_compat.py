@@ -45,6 +45,10 @@ class FakeOpenAI(ThreadedFake):
                     "last_request": self._last, "last_headers": self._last_headers,
                     "script_pending": len(self._script), "connections": self._connections}
 
+    def requests(self):
+        """The last requests' bodies, oldest first, as sent (None for a body that did not parse)."""
+        return super().requests()
+
     # --- one call
 
     def _plan(self, kind, model, request, headers):

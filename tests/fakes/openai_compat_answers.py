@@ -9,10 +9,12 @@ import uuid
 from tests.fakes.gemini_answers import build_answer
 from tests.fakes.gemini_writing import find_errors
 from tests.fakes.openai_compat_checks import text_of
+from tests.fakes.tutor_answers import is_summary_request, noticed, summarise
 
 # json_schema names (lower-case, letters only) of the service's answers -> the titles the Gemini builders know.
 KNOWN = {"writinganalysis": "WritingAnalysis", "analysis": "WritingAnalysis", "subtopiclist": "SubtopicList",
-         "subtopics": "SubtopicList", "topicexplanation": "TopicExplanation", "explanation": "TopicExplanation"}
+         "subtopics": "SubtopicList", "topicexplanation": "TopicExplanation", "explanation": "TopicExplanation",
+         "turncorrections": "TurnCorrections", "corrections": "TurnCorrections"}
 FINGERPRINT = "fp_fake0001"
 
 
@@ -27,6 +29,12 @@ def kind_of(request):
 def last_user_text(request):
     users = [m for m in request.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
     return text_of(users[-1].get("content")) if users else ""
+
+
+def system_text(request):
+    """The system (and developer) messages' text, joined."""
+    return "\n".join(text_of(m.get("content")) for m in request.get("messages") or []
+                     if isinstance(m, dict) and m.get("role") in ("system", "developer"))
 
 
 def tutor_reply(text):
@@ -48,7 +56,8 @@ def build_text(request):
     fmt = request.get("response_format") or {}
     user = last_user_text(request)
     if fmt.get("type") not in ("json_object", "json_schema"):
-        return tutor_reply(user)
+        system = system_text(request)
+        return summarise(user) if is_summary_request(system) else tutor_reply(user) + noticed(system)
     config = {"responseMimeType": "application/json"}
     if fmt.get("type") == "json_schema":
         spec = fmt.get("json_schema") or {}

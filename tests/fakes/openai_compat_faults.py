@@ -21,10 +21,12 @@ HTTP_ERRORS = {
     "503": (503, "server_error", None, None, "The engine is currently overloaded, please try again later."),
 }
 # Transport faults. Before any byte: hang (no answer), reset (TCP RST). In the body: bad_json (a 200 whose JSON
-# does not parse; in a stream, a broken data line after half the deltas), cut (RST after half the body or half the
-# deltas), stall (half, then silence). Streams only (a plain call answers normally): stream_error (an error event
-# after half the deltas), stream_eof (the body ends cleanly after half the deltas: no finish_reason, no [DONE]).
-TRANSPORT = ("hang", "reset", "bad_json", "cut", "stall", "stream_error", "stream_eof")
+# does not parse; in a stream, a broken data line after half the deltas), cut and stream_reset (the same: RST after
+# half the body or half the deltas; stream_reset is the Gemini fake's name), stall (half, then silence). Streams
+# only (a plain call answers normally): stream_error (an error event after half the deltas), stream_eof (the body
+# ends cleanly after half the deltas: no finish_reason, no [DONE]). In a stream, "half the deltas" is
+# `fault_after_chunks` text deltas when set (at least one), and the fault comes `chunk_latency_ms` after them.
+TRANSPORT = ("hang", "reset", "bad_json", "cut", "stream_reset", "stall", "stream_error", "stream_eof")
 FAULTS = tuple(HTTP_ERRORS) + TRANSPORT
 # Model output that is delivered but bent: fenced, wrapped in prose, cut at the token limit, empty, refused, filtered.
 MALFORMED = ("markdown", "prose", "truncated", "empty", "refusal", "content_filter")
@@ -52,11 +54,11 @@ def model_list(value):
 # every call. `malformed` bends every successful answer. json_object_only answers 400 to json_schema, as some
 # vLLM / llama.cpp / Ollama versions do; strict_schemas checks strict json_schema rules as OpenAI does; models lists
 # the known models (others get 404).
-DEFAULTS = {"latency_ms": 0, "chunk_latency_ms": 0, "chunk_size": 8, "error": None, "error_rate": 0.0, "seed": None,
-            "fail_next": 0, "retry_after": 1, "malformed": None, "key": None, "json_object_only": False,
-            "strict_schemas": True, "models": None}
-TYPES = {"latency_ms": int, "chunk_latency_ms": int, "chunk_size": int, "error": str, "error_rate": float,
-         "seed": int, "fail_next": int, "retry_after": int, "malformed": str, "key": str,
+DEFAULTS = {"latency_ms": 0, "chunk_latency_ms": 0, "chunk_size": 8, "fault_after_chunks": 0, "error": None,
+            "error_rate": 0.0, "seed": None, "fail_next": 0, "retry_after": 1, "malformed": None, "key": None,
+            "json_object_only": False, "strict_schemas": True, "models": None}
+TYPES = {"latency_ms": int, "chunk_latency_ms": int, "chunk_size": int, "fault_after_chunks": int, "error": str,
+         "error_rate": float, "seed": int, "fail_next": int, "retry_after": int, "malformed": str, "key": str,
          "json_object_only": boolean, "strict_schemas": boolean, "models": model_list}
 CHOICES = {"error": FAULTS, "malformed": MALFORMED}
 

@@ -16,7 +16,7 @@ BAD_JSON = ("We could not parse the JSON body of your request. (HINT: This likel
 OK_HEADERS = {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59",
               "x-ratelimit-reset-requests": "1s", "x-ratelimit-limit-tokens": "150000",
               "x-ratelimit-remaining-tokens": "149000", "x-ratelimit-reset-tokens": "400ms"}
-MID_STREAM = ("cut", "stall", "stream_error", "stream_eof", "bad_json")
+MID_STREAM = ("cut", "stream_reset", "stall", "stream_error", "stream_eof", "bad_json")
 
 
 class Handler(BaseHandler):
@@ -60,10 +60,9 @@ class Handler(BaseHandler):
 
     def do_GET(self):
         path = self.path.split("?")[0]
-        if path == "/_fake/calls":
-            return self.send_json(200, self.fake.stats())
-        if path == "/_fake/config":
-            return self.send_json(200, self.fake.configure())
+        answer = self.fake.read_control(path)
+        if answer is not None:
+            return self.send_json(200, answer)
         if MODELS.match(path):
             cfg = self.fake.configure()
             if self.authorized(cfg):
@@ -146,16 +145,18 @@ class Handler(BaseHandler):
         headers = {**OK_HEADERS, **(headers or {})}
         if fault == "bad_json":
             return self.send_raw(200, data[: len(data) // 2], headers)
-        if fault in ("cut", "stall"):
+        if fault in ("cut", "stream_reset", "stall"):
             self.send_raw(200, data[: len(data) // 2], headers, length=len(data))
-            return self.drop() if fault == "cut" else self.hang()
+            return self.hang() if fault == "stall" else self.drop()
         self.send_raw(200, data, headers)
 
     def stream(self, request, content, finish, refusal, fault, cfg, parts, headers):
         """Server-sent events over chunked encoding, one chat.completion.chunk per event, then [DONE]."""
         events = chunks(request["model"], request, content, finish, refusal, parts, cfg["chunk_size"])
         deltas = sum(1 for e in events if e["choices"] and "content" in e["choices"][0]["delta"]) - 1
-        stop_at = 1 + max(1, deltas // 2) if fault in MID_STREAM else len(events)
+        wanted = min(cfg["fault_after_chunks"] or deltas // 2, deltas - 1)  # never the last delta
+        stop_at = 1 + max(1, wanted) if fault in MID_STREAM else len(events)
+        pause = cfg["chunk_latency_ms"] / 1000
         self.send_response(200)
         for name, value in {"Content-Type": "text/event-stream; charset=utf-8", "Transfer-Encoding": "chunked",
                             "Cache-Control": "no-cache", "x-request-id": "req_" + uuid.uuid4().hex,
@@ -164,10 +165,12 @@ class Handler(BaseHandler):
         self.end_headers()
         try:
             for i, event in enumerate(events[:stop_at]):
-                if i and cfg["chunk_latency_ms"] and self.fake.wait(cfg["chunk_latency_ms"] / 1000):
+                if i and pause and self.fake.wait(pause):
                     return self.drop()
                 self.event(json.dumps(event, ensure_ascii=False))
-            if fault == "cut":
+            if fault in MID_STREAM and pause and self.fake.wait(pause):
+                return self.drop()
+            if fault in ("cut", "stream_reset"):
                 return self.drop()
             if fault == "stall":
                 return self.hang()
