@@ -8,9 +8,11 @@ ADMIN: list[dict[str, list[str]]] = [{"AdminKey": []}]
 _META = {"type": "object", "required": ["request_id", "cached", "duration_ms"], "properties": {
     "request_id": {"type": "string"}, "cached": {"type": "boolean"}, "duration_ms": {"type": "number"}}}
 _DESCRIPTIONS = {400: "The body is not a JSON object", 401: "Missing or wrong key", 403: "Admin endpoints disabled",
+                 404: "No such resource (or another caller's)", 409: "Conflict (Retry-After when it will pass)",
                  413: "Payload too large", 415: "Unsupported media type (audio not decodable)",
                  422: "Validation failed (field details)", 429: "Rate limited (Retry-After)",
-                 502: "The AI provider failed", 503: "Provider unavailable or not configured (Retry-After)",
+                 502: "The AI provider failed",
+                 503: "Provider or database unavailable, or not configured (Retry-After)",
                  504: "The AI provider timed out"}
 
 

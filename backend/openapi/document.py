@@ -16,6 +16,7 @@ from backend.openapi.common import (
     open_object,
     plain,
 )
+from backend.openapi.conversations import conversation_paths
 from backend.schemas import responses
 from backend.schemas.admin import ClearRequest, OpenRequest, ResetRequest
 from backend.schemas.requests import (
@@ -114,12 +115,13 @@ def build_document(breakers: tuple[str, ...] = ()) -> dict[str, Any]:
         "/dashboard": {"get": {"summary": "Operators' dashboard", "responses": {"200": {
             "description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": plain(open_object())}}},
+        **conversation_paths(ref),
     }
     return {
         "openapi": "3.1.0",
         "info": {"title": "Backend-AI", "version": "1.0.0",
                  "description": "AI backend of a language-learning app: transcripts, pronunciation scores, "
-                                "writing feedback and lesson content. " + UNTRUSTED_TEXT},
+                                "writing feedback, lesson content and tutor conversations. " + UNTRUSTED_TEXT},
         "paths": paths,
         "components": {"schemas": _with_breaker_names(schemas, breakers), "securitySchemes": {
             "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from backend.db.migrate import upgrade
 from tests.audio_samples import speech_wav
 from tests.conftest import ADMIN_KEY, CLIENT_KEY, FAKE_PROVIDER_KEY
 from tests.integration.servers import Gunicorn
@@ -28,6 +29,10 @@ def server(fake_gemini, fake_azure, tmp_path_factory):
            "RATE_LIMIT_AI": "100000/minute", "RATE_LIMIT_AI_PER_KEY": "100000/minute",
            "RATE_LIMIT_DEFAULT": "100000/minute",
            "AUTH_FAILURE_LIMIT_PER_MINUTE": "100000", "MAX_AUDIO_BYTES": "2000000"}
+    # The conversation endpoints are fuzzed too: on a migrated database of their own.
+    database = tmp_path_factory.mktemp("db") / "fuzz.db"
+    upgrade(f"sqlite:///{database}")
+    env["DATABASE_URL"] = f"sqlite:///{database}"
     with Gunicorn(env, workers=2, threads=8) as instance:
         yield instance
 

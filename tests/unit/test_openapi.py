@@ -1,14 +1,16 @@
 """The OpenAPI document matches the implementation: same routes and methods, the models the routes validate with."""
 from __future__ import annotations
 
+import re
+
 from backend.openapi.document import REF
 from backend.schemas.requests import AnalyzeRequest, ExplanationRequest, SubtopicsRequest
 
 
 def test_every_route_is_documented_and_nothing_else(app):
     document = app.test_client().get("/openapi.json").get_json()
-    implemented = {(rule.rule, method) for rule in app.url_map.iter_rules() if rule.endpoint != "static"
-                   for method in rule.methods - {"HEAD", "OPTIONS"}}
+    implemented = {(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method) for rule in app.url_map.iter_rules()
+                   if rule.endpoint != "static" for method in rule.methods - {"HEAD", "OPTIONS"}}
     documented = {(path, method.upper()) for path, operations in document["paths"].items() for method in operations}
     assert implemented == documented
 
