@@ -105,6 +105,16 @@ def count(session: Session, caller: Caller) -> int:
         return session.scalar(select(func.count()).select_from(Conversation).where(owned(Conversation, caller))) or 0
 
 
+def activity_since(session: Session, since: datetime) -> dict[str, int]:
+    """Every caller's conversations started and turns taken since ``since`` (operators' figures: counts only)."""
+    with statement("conversations.activity"):
+        started = session.scalar(select(func.count()).select_from(Conversation)
+                                 .where(Conversation.created_at >= since)) or 0
+        turns = session.scalar(select(func.count()).select_from(Message)
+                               .where(Message.created_at >= since, Message.role == "tutor")) or 0
+    return {"conversations": started, "turns": turns}
+
+
 def encode_cursor(conversation: Conversation) -> str:
     """An opaque cursor after ``conversation`` in the listing's order."""
     raw = json.dumps([conversation.updated_at.isoformat(), conversation.id]).encode()

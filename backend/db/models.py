@@ -61,7 +61,7 @@ class Conversation(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_conversations_owner_updated", "client", "user_id", "updated_at", "id"),
-                      Index("ix_conversations_updated", "updated_at"))
+                      Index("ix_conversations_updated", "updated_at"), Index("ix_conversations_created", "created_at"))
 
 
 class Message(Base):
@@ -83,7 +83,7 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
-                      Index("ix_messages_owner", "client", "user_id"))
+                      Index("ix_messages_owner", "client", "user_id"), Index("ix_messages_created", "created_at"))
 
 
 class TurnKey(Base):

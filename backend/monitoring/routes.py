@@ -22,8 +22,10 @@ def prometheus() -> Response:
 
 @bp.get("/api/metrics")
 def summary() -> Response:
-    """Per-route count, rates, error rate and latency percentiles over a recent window; cache, upstream, cost."""
+    """Per-route count, rates, error rate and latency percentiles over a recent window; cache, upstream, cost;
+    conversations and turns today, with the database's state."""
     backend = current_backend()
     data = current_app.extensions["backend_summary"].summary()
     data["breakers"] = {name: breaker.state() for name, breaker in backend.breakers.items()}
+    data["today"] = backend.conversations.activity_today()
     return ok(data)

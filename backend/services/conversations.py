@@ -1,11 +1,15 @@
 """Tutor conversations as the API shows them: create, list, read, delete, always for one caller."""
 from __future__ import annotations
 
+import threading
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 from backend.db import conversations as repo
 from backend.db.engine import Database
 from backend.db.models import Conversation, Message
+from backend.errors import DatabaseUnavailable
 from backend.schemas.caller import Caller
 from backend.schemas.conversations import ConversationCreate, ConversationPage
 
@@ -34,8 +38,13 @@ def message_view(message: Message) -> dict[str, Any]:
 class ConversationService:
     """The caller's conversations in the database."""
 
+    # The dashboard polls every 5 s per viewer: today's counts are read at most this often per worker.
+    ACTIVITY_SECONDS = 5.0
+
     def __init__(self, database: Database):
         self._db = database
+        self._activity: tuple[float, dict[str, Any]] | None = None
+        self._activity_lock = threading.Lock()
 
     def create(self, caller: Caller, request: ConversationCreate) -> dict[str, Any]:
         """A new conversation, empty."""
@@ -62,3 +71,17 @@ class ConversationService:
         """Delete the conversation, its messages and its turn keys."""
         with self._db.session(write=True) as session:
             repo.remove(session, caller, conversation_id)
+
+    def activity_today(self) -> dict[str, Any]:
+        """Conversations started and turns taken today (UTC), and whether the database answers; for operators."""
+        with self._activity_lock:
+            if self._activity is not None and time.monotonic() - self._activity[0] < self.ACTIVITY_SECONDS:
+                return self._activity[1]
+            midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+            try:
+                with self._db.session() as session:
+                    figures: dict[str, Any] = {**repo.activity_since(session, midnight), "database": "ok"}
+            except DatabaseUnavailable:
+                figures = {"conversations": None, "turns": None, "database": "unreachable"}
+            self._activity = (time.monotonic(), figures)
+            return figures

@@ -69,6 +69,10 @@
     setText("upstream-by-provider", split(m.upstream_calls, count));
     // Which provider gave the AI answers: the fallback's share, and local (degraded) answers.
     setText("answers-by-provider", split(m.answers_by_provider || {}, count));
+    var today = m.today || {};
+    setText("conversations-today", count(today.conversations));
+    setText("turns-today", count(today.turns));
+    setText("database-state", today.database || "–");
     setText("rate-limited", count(m.rate_limited));
     setText("tokens", "tokens: " + split(m.tokens, count));
     setText("window-seconds", isNum(m.window_seconds) ? Math.round(m.window_seconds) + " s" : "since start");

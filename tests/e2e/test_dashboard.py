@@ -8,6 +8,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
+from backend.db.migrate import upgrade
 from tests.conftest import ADMIN_KEY, CLIENT_KEY, FAKE_PROVIDER_KEY
 from tests.integration.servers import Gunicorn
 
@@ -39,6 +40,9 @@ def server(fake_gemini, tmp_path_factory):
     env = {"APP_ENV": "testing", "API_KEYS": CLIENT_KEY, "ADMIN_API_KEY": ADMIN_KEY,
            "GEMINI_API_KEY": FAKE_PROVIDER_KEY, "GEMINI_BASE_URL": fake_gemini.base_url,
            "CACHE_MODE": "disk", "CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
+    database = tmp_path_factory.mktemp("db") / "dashboard.db"
+    upgrade(f"sqlite:///{database}")
+    env["DATABASE_URL"] = f"sqlite:///{database}"
     log = tmp_path_factory.mktemp("logs") / "gunicorn.log"
     with Gunicorn(env, workers=2, log_path=log) as instance:
         # Traffic so every number on the page exists: misses, hits (repeats) and one refused caller.
@@ -46,6 +50,11 @@ def server(fake_gemini, tmp_path_factory):
             response = requests.post(f"{instance.url}/api/analyze", json={"text": text}, headers=AUTH, timeout=30)
             assert response.status_code == 200, response.text
         assert requests.post(f"{instance.url}/api/analyze", json={"text": "x"}, timeout=10).status_code == 401
+        # A conversation with one turn: the page counts today's.
+        conversation = requests.post(f"{instance.url}/api/conversations", json={}, headers=AUTH, timeout=10)
+        turn = requests.post(f"{instance.url}/api/conversations/{conversation.json()['data']['id']}/messages",
+                             json={"text": "Hello, I am Ana."}, headers=AUTH, timeout=30)
+        assert turn.status_code == 201, turn.text
         yield instance
 
 
@@ -104,6 +113,10 @@ def test_page_shows_the_live_numbers(page: Page, server, tmp_path):
     expect(page.locator("#cost-avoided")).to_have_text(f"${sum(avoided.values()):.6f}")
     expect(page.locator("#cost-avoided-cache")).to_have_text(f"${avoided.get('cache', 0):.6f}")
     expect(page.locator('article[data-breaker="gemini"] .badge')).to_have_text("closed")
+    assert metrics["today"] == {"conversations": 1, "turns": 1, "database": "ok"}
+    expect(page.locator("#conversations-today")).to_have_text("1")
+    expect(page.locator("#turns-today")).to_have_text("1")
+    expect(page.locator("#database-state")).to_have_text("ok")
 
     # A few refreshes so the chart has a line, not a single point.
     for _ in range(3):

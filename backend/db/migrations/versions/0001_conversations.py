@@ -37,6 +37,7 @@ def upgrade() -> None:
     with op.batch_alter_table('conversations', schema=None) as batch_op:
         batch_op.create_index('ix_conversations_owner_updated', ['client', 'user_id', 'updated_at', 'id'], unique=False)
         batch_op.create_index('ix_conversations_updated', ['updated_at'], unique=False)
+        batch_op.create_index('ix_conversations_created', ['created_at'], unique=False)
 
     op.create_table('messages',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -56,6 +57,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index('ix_messages_owner', ['client', 'user_id'], unique=False)
+        batch_op.create_index('ix_messages_created', ['created_at'], unique=False)
 
     op.create_table('turn_keys',
     sa.Column('conversation_id', sa.String(length=32), nullable=False),
@@ -80,10 +82,12 @@ def downgrade() -> None:
 
     op.drop_table('turn_keys')
     with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_messages_created')
         batch_op.drop_index('ix_messages_owner')
 
     op.drop_table('messages')
     with op.batch_alter_table('conversations', schema=None) as batch_op:
+        batch_op.drop_index('ix_conversations_created')
         batch_op.drop_index('ix_conversations_updated')
         batch_op.drop_index('ix_conversations_owner_updated')
 
