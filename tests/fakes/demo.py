@@ -8,6 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from backend.db.migrate import upgrade
+from backend.settings import load_settings
 from tests.audio_samples import speech_wav
 from tests.fakes.azure_speech import FakeAzureSpeech
 from tests.fakes.gemini import FakeGemini
@@ -42,6 +44,14 @@ def banner(port: int, wav: Path, gemini: FakeGemini, azure: FakeAzureSpeech, fal
         f"-d '{{\"text\": \"She go to school.\"}}' {base}/api/analyze",
         f"Both down, a local answer (X-Provider: local): curl -s -d '{{\"error\": \"503\"}}' "
         f"{fallback.root_url}/_fake/config",
+        "A tutor conversation (start one, take a turn, stream the next, read it back):",
+        f"  ID=$(curl -s {auth} {json_header} -d '{{\"scenario\": \"ordering coffee\", \"level\": \"A2\"}}' "
+        f"{base}/api/conversations | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"data\"][\"id\"])')",
+        f"  curl -s {auth} {json_header} -H 'Idempotency-Key: turn-1' "
+        f"-d '{{\"text\": \"Hello! I would like a coffee becuase I am tired.\"}}' {base}/api/conversations/$ID/messages",
+        f"  curl -sN {auth} {json_header} -H 'Accept: text/event-stream' "
+        f"-d '{{\"text\": \"With milk, please.\"}}' {base}/api/conversations/$ID/messages",
+        f"  curl -s {auth} {base}/api/conversations/$ID",
         "Press Ctrl-C to stop.",
     ])
 
@@ -59,6 +69,8 @@ def main() -> int:
            "AZURE_SPEECH_KEY": "simulated", "AZURE_SPEECH_HOST": azure.host_url, "LOG_FORMAT": "text",
            "FALLBACK_LLM_BASE_URL": fallback.base_url, "FALLBACK_LLM_API_KEY": "simulated",
            "FALLBACK_LLM_MODEL": "simulated-fallback"}
+    # The schema first, as `make run` and a release step do (SQLite under ./var unless DATABASE_URL says otherwise).
+    upgrade(load_settings().database_url)
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "wsgi:app"],
                               cwd=ROOT, env=env)
     print(banner(port, wav, gemini, azure, fallback), flush=True)
