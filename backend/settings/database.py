@@ -34,7 +34,8 @@ class DatabaseSettings(BaseModel):
         return value.replace("postgresql://", "postgresql+psycopg://", 1) if value.startswith("postgresql://") \
             else value
 
+    # Named apart from Settings' own validator of the same kind: a method of the same name would replace this one.
     @field_validator("stream_max_concurrency", mode="before")
     @classmethod
-    def _empty_means_unset(cls, value: object) -> object:
+    def _empty_stream_limit_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -102,3 +102,24 @@ def test_the_longest_request_covers_the_longest_input(max_audio_seconds):
     finally:
         azure.close()
         gemini.close()
+
+
+def test_env_example_documents_every_variable():
+    """`.env.example` lists every setting (the contract: it documents all)."""
+    from pathlib import Path
+
+    from backend.settings import Settings
+
+    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    listed = {line.split("=", 1)[0].strip().lstrip("# ").upper() for line in example.splitlines() if "=" in line}
+    missing = sorted(name.upper() for name in Settings.model_fields if name.upper() not in listed)
+    assert missing == []
+
+
+def test_env_example_is_a_valid_configuration():
+    from pathlib import Path
+
+    from backend.settings import Settings
+
+    settings = Settings(_env_file=str(Path(__file__).resolve().parents[2] / ".env.example"))
+    assert settings.stream_concurrency == settings.web_threads // 4 and settings.gemini_max_concurrency is None
