@@ -5,6 +5,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from backend.cli_data import data_group
 from backend.http.context import current_backend
 from backend.resilience.store import StoreUnavailable
 
@@ -15,6 +16,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(cache_group)
     app.cli.add_command(breaker_group)
     app.cli.add_command(db_group)
+    app.cli.add_command(data_group)
 
 
 @click.command("check")

@@ -24,6 +24,7 @@ from backend.services.analysis import AnalysisService
 from backend.services.content import ContentService
 from backend.services.conversations import ConversationService
 from backend.services.language_model import LanguageModel, Route
+from backend.services.learner_data import LearnerDataService, Retention
 from backend.services.speech import SpeechService
 from backend.services.turn_stream import TurnStreams
 from backend.services.turns import TurnService, TurnSettings
@@ -53,6 +54,7 @@ class Backend:
     conversations: ConversationService
     turns: TurnService
     streams: TurnStreams
+    learner_data: LearnerDataService
     executor: ThreadPoolExecutor
 
     @property
@@ -144,6 +146,8 @@ def build_backend(settings: Settings) -> Backend:
         content=ContentService(language_model, routes("create_subtopics"), routes("explanation")),
         speech=speech, database=database, conversations=ConversationService(database), turns=turns,
         streams=TurnStreams(turns, settings.stream_concurrency), executor=executor,
+        learner_data=LearnerDataService(database, Retention(settings.data_retention_days,
+                                                            settings.idempotency_key_hours)),
     )
 
 

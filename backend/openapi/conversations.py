@@ -1,4 +1,4 @@
-"""The conversation endpoints in the OpenAPI document (contract section 8)."""
+"""The conversation and learner-data endpoints in the OpenAPI document (contract sections 7 and 8)."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -36,6 +36,13 @@ TURN = ("The learner's turn and the tutor's reply, stored together once the repl
         "render it as text, never as markup.")
 
 
+COUNT = {"type": "integer", "minimum": 0}
+ERASED = {"type": "object", "required": ["deleted"], "additionalProperties": False, "properties": {
+    "deleted": {"type": "object", "required": ["conversations", "messages", "jobs", "audio"],
+                "additionalProperties": False,
+                "properties": {kind: COUNT for kind in ("conversations", "messages", "jobs", "audio")}}}}
+
+
 def conversation_paths(ref: Ref) -> dict[str, Any]:
     """The conversation paths, their bodies and answers."""
     def operation(summary: str, answer: dict[str, Any], errors: tuple[int, ...] = DATA_ERRORS,
@@ -60,6 +67,10 @@ def conversation_paths(ref: Ref) -> dict[str, Any]:
              "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
             {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 512}}]
     return {
+        "/api/me": {
+            "delete": operation("Erase everything stored for the caller", envelope(ERASED, "How much was deleted"),
+                                (401, 422, 429, 503)),
+        },
         "/api/conversations": {
             "post": operation("Start a conversation", envelope(ref(ConversationView)), (400, 401, 422, 429, 503),
                               body=json_body(ref(ConversationCreate), required=False), status="201"),
