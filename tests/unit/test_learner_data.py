@@ -8,28 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from backend.cli_data import data_group
 from backend.db import conversations, learner_data, turns
 from backend.db.models import Conversation, Message, TurnKey, utcnow
-from backend.me import bp as me_bp
 from backend.schemas.caller import Caller
-from backend.services.learner_data import LearnerDataService, Retention
 
 OTHER_KEY_ALICE = Caller("other", "alice")
-
-
-@pytest.fixture(autouse=True)
-def _wired(data_app):
-    """Mount the blueprint, the commands and the service where create_app does not (yet): a no-op once it does."""
-    backend = data_app.extensions["backend"]
-    if "me" not in data_app.blueprints:
-        data_app.register_blueprint(me_bp)
-    if "data" not in data_app.cli.commands:
-        data_app.cli.add_command(data_group)
-    if not hasattr(backend, "learner_data"):
-        settings = backend.settings
-        backend.learner_data = LearnerDataService(backend.database, Retention(settings.data_retention_days,
-                                                                              settings.idempotency_key_hours))
 
 
 def as_user(auth, user_id=None):
