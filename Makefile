@@ -20,12 +20,14 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 
 run: $(VENV)/.runtime-installed
 	@bash scripts/system-deps.sh runtime
+	$(BIN)/flask --app wsgi db upgrade
 	$(BIN)/gunicorn -c config/gunicorn.conf.py wsgi:app
 
 test: lint
 	@bash scripts/system-deps.sh test
 	@bash scripts/ensure-redis.sh
-	$(BIN)/python -m pytest
+	@url=$$(bash scripts/ensure-postgres.sh) && url=$$(printf '%s\n' "$$url" | tail -n 1) && \
+	  echo "TEST_POSTGRES_URL=$$url" && TEST_POSTGRES_URL="$$url" $(BIN)/python -m pytest
 
 # The shape holds without anyone watching: style and imports (ruff), types (mypy), layers (import-linter).
 lint: $(VENV)/.dev-installed
@@ -44,7 +46,9 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.dev-installed
 bench: $(VENV)/.bench-installed
 	@bash scripts/system-deps.sh bench
 	@bash scripts/ensure-redis.sh
-	$(BIN)/python -m bench
+	@url=$$(bash scripts/ensure-postgres.sh) && url=$$(printf '%s\n' "$$url" | tail -n 1) && \
+	  echo "TEST_POSTGRES_URL=$$url" && TEST_POSTGRES_URL="$$url" $(BIN)/python -m bench
 
 clean:
+	-bash scripts/ensure-postgres.sh stop
 	rm -rf $(VENV) var .pytest_cache

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages, installed only when missing: `runtime` (what the service needs), `test` (plus what the
-# tests need: redis-server, promtool from prometheus, chromium for the dashboard's browser test, nginx), or `bench`
-# (plus wrk, the load generator of the benchmarks).
+# tests need: redis-server, promtool from prometheus, chromium for the dashboard's browser test, nginx, the
+# postgresql server), or `bench` (plus wrk, the load generator of the benchmarks).
 set -euo pipefail
 profile="${1:-runtime}"
 missing=()
@@ -19,6 +19,8 @@ if [ "$profile" = "test" ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
   # nginx checks config/nginx/backend-ai.conf and runs it in front of gunicorn in the slow-client tests.
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  # A throwaway PostgreSQL for the data tests when none answers on 5432 (scripts/ensure-postgres.sh starts it).
+  ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing system packages: ${missing[*]}"
