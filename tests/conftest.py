@@ -4,10 +4,12 @@ from __future__ import annotations
 import pytest
 
 from backend import create_app
-from tests.databases import database_url, postgres_database, sqlite_template  # noqa: F401  (fixtures)
 from tests.fakes.azure_speech import FakeAzureSpeech
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai_compat import FakeOpenAI
+
+# The data fixtures (database_url over SQLite and PostgreSQL, ...).
+pytest_plugins = ["tests.databases"]
 
 CLIENT_KEY = "test-client-key-0123456789"
 ADMIN_KEY = "test-admin-key-0123456789"

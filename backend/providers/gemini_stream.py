@@ -20,7 +20,7 @@ from typing import Callable, Generator, Iterator
 import httpx2
 from google.genai import types
 
-from backend.errors import ProviderBadResponse, ProviderTimeout
+from backend.errors import ProviderBadResponse, ProviderServerError, ProviderTimeout
 from backend.llm.client import LLMAnswer
 from backend.observability.cost import TokenPrices
 from backend.providers.gemini_errors import map_failure
@@ -138,8 +138,10 @@ def stream_answer(open_stream: Callable[[float], Iterator[types.GenerateContentR
 
     ``open_stream(per_read_seconds)`` starts the SDK's stream. The clock starts with the first ``next()``, when
     the request goes out. Failures raise ProviderError subclasses, also after pieces were yielded; a stream that
-    ends without a finish reason is incomplete (ProviderBadResponse). The last usage Gemini reported is charged
-    once, when the stream ends for whatever reason (a caller who stops early pays what was reported by then).
+    ends without a finish reason is incomplete: a failure of the server (ProviderServerError: transient and counted
+    by the breaker, as a reset is, and as the OpenAI-compatible adapter judges it), since the body ended cleanly but
+    early, as when a server dies mid-answer or a proxy's timeout closes the response. The last usage Gemini reported
+    is charged once, when the stream ends for whatever reason (a caller who stops early pays what was reported).
     """
     watch = StreamWatch(time.monotonic() + seconds)
     WATCHDOG.add(watch)
@@ -171,7 +173,7 @@ def stream_answer(open_stream: Callable[[float], Iterator[types.GenerateContentR
         if not finish:
             if watch.expired:
                 raise _timeout(seconds)
-            raise ProviderBadResponse("Gemini's stream ended without a finish reason: the answer is incomplete",
+            raise ProviderServerError("Gemini's stream ended without a finish reason: the answer is incomplete",
                                       provider=PROVIDER)
         if not "".join(pieces).strip():
             raise ProviderBadResponse(f"Gemini returned an empty answer ({finish})", provider=PROVIDER)

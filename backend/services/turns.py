@@ -172,13 +172,20 @@ class TurnService:
 
     def finish(self, begun: Begun, reply: str, provider: str) -> TurnResult:
         """Store both messages in one transaction (ending the lease), then summarise older turns if due."""
-        corrections, correction_cost = self._corrections_of(begun)
+        corrections, correction_book = self._corrections_of(begun)
+        cost_usd = round(begun.book.cost_usd + correction_book.cost_usd, 8)
         with self.db.session(write=True) as session:
             learner, tutor_message = turns.store_turn(
                 session, begun.caller, begun.conversation.id, token=begun.token, key=begun.request.key,
                 request_hash=begun.request.fingerprint(),
                 learner=turns.NewMessage(begun.text, corrections),
-                tutor=turns.NewMessage(reply, [], cost_usd=round(begun.book.cost_usd + correction_cost, 8)))
+                tutor=turns.NewMessage(reply, [], cost_usd=cost_usd))
+        tokens = dict(begun.book.tokens)
+        for kind, count in correction_book.tokens.items():
+            tokens[kind] = tokens.get(kind, 0) + count
+        # What the turn cost, in one line (no learner text): budgets and usage are built on the stored cost.
+        logger.info("turn answered", extra={"conversation": begun.conversation.id, "provider": provider,
+                                             "cost_usd": cost_usd, "tokens": tokens})
         if begun.history.pending >= tutor.SUMMARY_BATCH:
             self._submit(self._summarise, begun)
         return TurnResult(message_view(learner), message_view(tutor_message), provider=provider)
@@ -226,7 +233,7 @@ class TurnService:
         """Run ``work`` beside the request, with its context (request id in logs)."""
         return self._executor.submit(contextvars.copy_context().run, work, begun)
 
-    def _correct(self, begun: Begun) -> tuple[list[dict[str, str]], float]:
+    def _correct(self, begun: Begun) -> tuple[list[dict[str, str]], cost.Ledger]:
         """The corrections of the learner's words, and what they cost; [] when no provider could give them."""
         inputs = tutor.corrections_inputs(begun.conversation, begun.text)
         with cost.ledger() as book:
@@ -234,17 +241,17 @@ class TurnService:
                 outcome = self._model.ask(CORRECT, inputs, self._corrections, self._local)
             except ProviderError as exc:
                 logger.warning("no corrections for a turn", extra={"error_type": type(exc).__name__})
-                return [], book.cost_usd
-        return list(outcome.value.get("corrections", [])), book.cost_usd
+                return [], book
+        return list(outcome.value.get("corrections", [])), book
 
-    def _corrections_of(self, begun: Begun) -> tuple[list[dict[str, str]], float]:
+    def _corrections_of(self, begun: Begun) -> tuple[list[dict[str, str]], cost.Ledger]:
         """Wait for the corrections until the turn's deadline; none if they are not there by then."""
         assert begun.corrections is not None
         try:
             return begun.corrections.result(timeout=max(0.05, begun.deadline - time.monotonic()))
         except FutureTimeout:
             logger.warning("corrections not ready by the turn's deadline")
-            return [], 0.0
+            return [], cost.Ledger()
 
     def _summarise(self, begun: Begun) -> None:
         """Fold the messages that left the window into the conversation's summary (if nobody did meanwhile)."""

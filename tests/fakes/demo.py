@@ -48,7 +48,8 @@ def banner(port: int, wav: Path, gemini: FakeGemini, azure: FakeAzureSpeech, fal
         f"  ID=$(curl -s {auth} {json_header} -d '{{\"scenario\": \"ordering coffee\", \"level\": \"A2\"}}' "
         f"{base}/api/conversations | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"data\"][\"id\"])')",
         f"  curl -s {auth} {json_header} -H 'Idempotency-Key: turn-1' "
-        f"-d '{{\"text\": \"Hello! I would like a coffee becuase I am tired.\"}}' {base}/api/conversations/$ID/messages",
+        f"-d '{{\"text\": \"Hello! I would like a coffee becuase I am tired.\"}}' "
+        f"{base}/api/conversations/$ID/messages",
         f"  curl -sN {auth} {json_header} -H 'Accept: text/event-stream' "
         f"-d '{{\"text\": \"With milk, please.\"}}' {base}/api/conversations/$ID/messages",
         f"  curl -s {auth} {base}/api/conversations/$ID",

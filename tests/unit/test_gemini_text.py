@@ -159,7 +159,7 @@ def test_a_stream_stopped_early_charges_only_what_was_reported(client, fake_gemi
     ("stream_error", ProviderServerError, True),      # data: {"error": {...}} after some pieces
     ("stream_reset", ProviderConnectionError, True),  # TCP reset after some pieces (httpx2.ReadError)
     ("cut", ProviderConnectionError, True),           # a chunk cut short (httpx2.RemoteProtocolError)
-    ("stream_eof", ProviderBadResponse, True),        # the body ends quietly without a finishReason
+    ("stream_eof", ProviderServerError, True),        # the body ends quietly without a finishReason
     ("503", ProviderServerError, False), ("429", ProviderRateLimited, False), ("400", ProviderRejected, False),
     ("reset", ProviderConnectionError, False),
     ("blocked", ProviderBadResponse, False), ("safety", ProviderBadResponse, False),
