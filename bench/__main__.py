@@ -39,6 +39,11 @@ def figures_of(name: str, r: dict | None, out: str) -> tuple[str, str]:
     if name == "miss_overhead":
         return (f"p50 +{r['overhead_p50_ms']:.2f} ms, p99 +{r['overhead_p99_ms']:.2f} ms "
                 f"(SDK alone p50 +{r['sdk_p50_ms']:.1f})"), "p50 < 2 ms, p99 < 10 ms"
+    if name == "conversation":
+        dbs = [(label, kind) for label, kind in (("SQLite", "sqlite"), ("PG", "postgresql")) if f"{kind}_met" in r]
+        return ("; ".join(f"{label} +{r[f'{kind}_overhead_p50_ms']:.0f}/{r[f'{kind}_overhead_p99_ms']:.0f} ms, "
+                          f"{r[f'{kind}_turns_per_s']:.0f}/s, delta {r[f'{kind}_delta_p50_ms']:.1f}"
+                          for label, kind in dbs), "p50<15/p99<50 ms, delta<=5")
     if name == "slow_upstream":
         levels = ", ".join(f"N={x['clients']} {x['ratio']:.2f} ({x['errors']} err)" for x in r["levels"])
         return levels, ">= 0.9 up to 200, no errors"
@@ -111,6 +116,7 @@ def main() -> int:
 
     from bench import (
         cache_tiers,
+        conversation,
         fan_in,
         gunicorn_settings,
         hit_throughput,
@@ -129,6 +135,7 @@ def main() -> int:
         ("local_analysis", "local analysis (degraded answer)", lambda: local_analysis.main([])),
         ("hit_throughput", "cache-hit throughput / health", lambda: hit_throughput.main([])),
         ("miss_overhead", "overhead on a miss", lambda: miss_overhead.main([])),
+        ("conversation", "conversation turns, SQLite/PG", lambda: conversation.main([])),
         ("slow_upstream", "slow upstream (1 s), default", lambda: slow_upstream.main([])),
         # The layout the workers x threads comparison recommends for a 2-core VM, with the bulkhead sized to it.
         ("slow_upstream", "slow upstream (1 s), 4x64", lambda: slow_upstream.main(
