@@ -150,8 +150,11 @@ def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
     return schema.model_json_schema()
 
 
-def _contents(messages: Sequence[Message]) -> list[types.Content]:
-    """A conversation as Gemini's contents, oldest turn first (roles "user" and "model", as Gemini names them)."""
+def _contents(messages: Sequence[Message]) -> list[Any]:
+    """A conversation as Gemini's contents, oldest turn first (roles "user" and "model", as Gemini names them).
+
+    Plain dicts in the SDK's shape rather than types.Content: the SDK validates and converts every model object it is
+    given, which cost 17.6 ms for a 66-message history against 8.3 ms for the same dicts (bench/conversation.py)."""
     if not messages:
         raise ProviderRejected("A conversation needs at least one message", provider=PROVIDER)
-    return [types.Content(role=m.role, parts=[types.Part(text=m.text)]) for m in messages]
+    return [{"role": m.role, "parts": [{"text": m.text}]} for m in messages]
