@@ -95,19 +95,26 @@ def build_backend(settings: Settings) -> Backend:
     )
     retry = RetryPolicy(settings.retry_max_attempts, retry_after_cap=settings.retry_after_cap_seconds)
 
-    def policy(provider: str, operation: str, *, personal: bool = False) -> ProviderPolicy:
+    # A turn's corrections and summaries run beside its reply, on the turn executor's threads: they get bulkheads
+    # of their own, the executor's size, so they never take a slot a request thread needs for a reply (measured:
+    # with one shared bulkhead, 32 concurrent turns on two workers had replies refused while corrections held slots).
+    beside_limit = max(2, settings.web_threads // 2)
+    beside = {name: Bulkhead(f"{name} (corrections and summaries)", beside_limit) for name in LANGUAGE_MODELS}
+
+    def policy(provider: str, operation: str, *, personal: bool = False, side: bool = False) -> ProviderPolicy:
         # A stand-in's answers are kept only briefly, like partial ones: the primary's replace them soon.
         stand_in = provider != LANGUAGE_MODELS[0] and provider in LANGUAGE_MODELS
         # A learner's conversation is personal: never cached, never shared with another caller's flight.
         return ProviderPolicy(provider, operation, deadline_seconds=settings.request_deadline_seconds,
                               cache=None if personal else shared.cache, flights=None if personal else shared.flights,
-                              breaker=providers[provider].breaker, bulkhead=providers[provider].bulkhead,
+                              breaker=providers[provider].breaker,
+                              bulkhead=beside[provider] if side else providers[provider].bulkhead,
                               retry=retry, partial_ttl=settings.cache_partial_ttl_seconds,
                               ttl=settings.cache_partial_ttl_seconds if stand_in else None)
 
-    def routes(operation: str, *, personal: bool = False) -> list[Route]:
+    def routes(operation: str, *, personal: bool = False, side: bool = False) -> list[Route]:
         """The configured language models for one operation, in order of preference."""
-        return [Route(client, policy(name, operation, personal=personal)) for name in LANGUAGE_MODELS
+        return [Route(client, policy(name, operation, personal=personal, side=side)) for name in LANGUAGE_MODELS
                 if name in providers and (client := providers[name].client) is not None]
 
     language_model = LanguageModel(GEMINI_NOT_CONFIGURED, reask=settings.llm_reask,
@@ -119,10 +126,11 @@ def build_backend(settings: Settings) -> Backend:
     database = Database(settings.database_url, pool_size=settings.database_pool_size,
                         timeout_seconds=settings.database_timeout_seconds)
     # Corrections and summaries run beside the reply; bounded, as each may wait on a provider for a while.
-    executor = ThreadPoolExecutor(max_workers=max(2, settings.web_threads // 2), thread_name_prefix="turn")
+    executor = ThreadPoolExecutor(max_workers=beside_limit, thread_name_prefix="turn")
     turns = TurnService(
         database, language_model, replies=routes("converse", personal=True),
-        corrections=routes("corrections", personal=True), summaries=routes("summarize", personal=True),
+        corrections=routes("corrections", personal=True, side=True),
+        summaries=routes("summarize", personal=True, side=True),
         local_corrections=(ProviderPolicy(local_analysis.PROVIDER, "corrections",
                                           deadline_seconds=settings.request_deadline_seconds),
                            local_analysis.corrections),

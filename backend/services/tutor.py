@@ -10,8 +10,9 @@ from typing import Sequence
 from backend.db.models import Conversation, Message
 from backend.llm.client import Message as Turn
 
-# The newest messages loaded to build the window (40 turns); the token budget usually stops earlier.
-MAX_WINDOW_MESSAGES = 80
+# The newest messages the prompt may carry (20 turns; older ones are in the summary). Also a bound on what the
+# google-genai SDK converts per call: its cost grows with the number of messages (about 0.2 ms each).
+MAX_WINDOW_MESSAGES = 40
 # Older messages are summarised once this many have left the window, so a summary costs one call every few turns
 # rather than one per turn.
 SUMMARY_BATCH = 8

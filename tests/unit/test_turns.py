@@ -158,3 +158,15 @@ def test_invalid_turns_are_refused_before_any_model_call(data_client, auth, fake
                              content_type="text/plain")
     assert plain.status_code == 415
     assert fake_gemini.calls == 0
+
+
+def test_corrections_never_take_a_slot_a_reply_needs(make_app, database_url, auth, fake_gemini):
+    """The corrections run beside the reply with a bulkhead of their own: with room for one Gemini call per worker,
+    a turn still gets both its reply and its corrections (one shared slot refused one of them)."""
+    client = make_app(DATABASE_URL=database_url, GEMINI_MAX_CONCURRENCY=1).test_client()
+    fake_gemini.configure(latency_ms=300)
+    conversation = start(client, auth)
+    response = turn(client, conversation, auth, text="My freind and me went to the cinema.")
+    assert response.status_code == 201
+    assert response.get_json()["data"]["learner"]["corrections"]
+    assert len(correction_requests(fake_gemini)) == 1
