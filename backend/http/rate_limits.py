@@ -88,6 +88,9 @@ def init_rate_limits(app: Flask, settings: Settings, *, ai_blueprint: Blueprint,
                       in_memory_fallback_enabled=True, swallow_errors=True)
     for blueprint in [*exempt, ai_blueprint]:
         limiter.exempt(blueprint)
+    # AI calls outside the AI blueprint (a conversation's turn) are limited as AI calls only, like the AI endpoints.
+    for endpoint in ai_endpoints:
+        limiter.exempt(app.view_functions[endpoint])
     # Without Redis (or while it is down) each process counts for itself, as flask-limiter's fallback does: a
     # shared disk would cost a contended SQLite write transaction on every request.
     windows = MovingWindowLimiter(MemoryStore(), app.extensions["backend"].shared.redis)

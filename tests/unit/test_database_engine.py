@@ -234,3 +234,11 @@ def test_a_slow_statement_is_logged_by_name_without_its_parameters(open_postgres
     assert all(MARKER not in str(value) for value in vars(slow[0]).values())
     assert all(MARKER not in r.getMessage() for r in caplog.records)
     assert REGISTRY.get_sample_value("db_query_duration_seconds_count", {"statement": "test.slow"}) == before + 1
+
+
+def test_no_engine_exists_until_the_worker_uses_it(make_app, database_url):
+    """create_app opens nothing: gunicorn's workers each create their engine after the fork, on first use."""
+    database = make_app(DATABASE_URL=database_url).extensions["backend"].database
+    assert database._engine is None  # noqa: SLF001  (the point is that it does not exist yet)
+    assert database.ping()
+    assert database._engine is not None  # noqa: SLF001

@@ -170,3 +170,12 @@ def test_corrections_never_take_a_slot_a_reply_needs(make_app, database_url, aut
     assert response.status_code == 201
     assert response.get_json()["data"]["learner"]["corrections"]
     assert len(correction_requests(fake_gemini)) == 1
+
+
+def test_turns_count_as_ai_calls_and_other_routes_do_not(make_app, database_url, auth, fake_gemini):
+    client = make_app(DATABASE_URL=database_url, RATE_LIMIT_AI="2/minute").test_client()
+    conversation = start(client, auth)
+    assert [turn(client, conversation, auth).status_code for _ in range(3)] == [201, 201, 429]
+    assert client.post("/api/analyze", json={"text": "One more."}, headers=auth).status_code == 429  # one budget
+    listing = client.get("/api/conversations", headers=auth)
+    assert listing.status_code == 200 and listing.headers["X-RateLimit-Limit"] != "2"
