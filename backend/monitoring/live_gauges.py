@@ -33,6 +33,7 @@ class LiveStateCollector(Collector):
         health.add_metric(["cache"], 0.5 if cache["fallback_active"] or cache["disk"] == "failing" else 1.0)
         if cache["redis_configured"]:
             health.add_metric(["redis"], 1.0 if cache["connected"] else 0.0)
+        health.add_metric(["database"], 1.0 if report["components"]["database"]["status"] == "ok" else 0.0)
         for name, provider in report["components"]["providers"].items():
             if provider["configured"]:  # an unconfigured provider is not down: it is not in use
                 usable = provider["breaker"] not in ("open", "forced_open")
