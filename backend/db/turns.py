@@ -43,22 +43,24 @@ def take_lease(session: Session, caller: Caller, conversation_id: str, *, token:
     SQLite its write lock, so two workers or instances can never both hold a lease. Nothing is held while the
     model answers; the lease is a row value, so a request that dies leaves nothing locked for longer than it.
     """
-    conversation = conversations.get(session, caller, conversation_id)
-    if conversation.message_count // 2 >= max_turns:
-        raise Conflict(f"This conversation has reached its {max_turns} turns: start a new one",
-                       details={"max_turns": max_turns})
     now = utcnow()
     with statement("conversations.take_lease"):
-        taken = session.execute(
+        taken = session.scalars(
             update(Conversation)
             .where(Conversation.id == conversation_id, Conversation.client == caller.client,
-                   Conversation.user_id == caller.user_id,
+                   Conversation.user_id == caller.user_id, Conversation.message_count < 2 * max_turns,
                    or_(Conversation.turn_until.is_(None), Conversation.turn_until < now))
             .values(turn_token=token, turn_until=now + timedelta(seconds=seconds))
-            .execution_options(synchronize_session=False))
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(BUSY, retry_after=retry_after)
-    return conversation
+            .returning(Conversation)
+            .execution_options(synchronize_session=False)).first()
+    if taken is not None:
+        return taken
+    # Refused: say why (read only on this slow path, so a turn costs one statement here).
+    conversation = conversations.get(session, caller, conversation_id)
+    if conversation.message_count >= 2 * max_turns:
+        raise Conflict(f"This conversation has reached its {max_turns} turns: start a new one",
+                       details={"max_turns": max_turns})
+    raise Conflict(BUSY, retry_after=retry_after)
 
 
 def release_lease(session: Session, caller: Caller, conversation_id: str, token: str) -> None:
@@ -76,26 +78,29 @@ def store_turn(session: Session, caller: Caller, conversation_id: str, *, token:
                tutor: NewMessage, key: str | None, request_hash: str) -> tuple[Message, Message]:
     """Store both messages (and the key) and end the lease, in the caller's one transaction. A lease that expired
     and was taken by another turn makes this a CONFLICT: the reply is not stored, so no turn interleaves."""
-    conversation = conversations.get(session, caller, conversation_id, for_update=True)
-    if conversation.turn_token != token:
+    now = utcnow()
+    # Ending the lease and counting the messages is one conditional UPDATE: it locks the row (PostgreSQL) or the
+    # database (SQLite) until the commit, and finds nothing when the lease is no longer this turn's.
+    with statement("conversations.finish_turn"):
+        count = session.scalars(
+            update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.client == caller.client,
+                   Conversation.user_id == caller.user_id, Conversation.turn_token == token)
+            .values(message_count=Conversation.message_count + 2, updated_at=now, turn_token=None, turn_until=None)
+            .returning(Conversation.message_count)
+            .execution_options(synchronize_session=False)).first()
+    if count is None:
         raise Conflict("This turn took longer than its lease and another turn began; send it again",
                        retry_after=1.0)
-    now = utcnow()
-    seq = conversation.message_count
-    stored = (_message(conversation, seq, "learner", learner, now),
-              _message(conversation, seq + 1, "tutor", tutor, now))
+    seq = count - 2
+    stored = (_message(conversation_id, caller, seq, "learner", learner, now),
+              _message(conversation_id, caller, seq + 1, "tutor", tutor, now))
     with statement("messages.insert"):
         session.add_all(stored)
         if key is not None:
-            session.add(TurnKey(conversation_id=conversation.id, key=key, client=caller.client,
+            session.add(TurnKey(conversation_id=conversation_id, key=key, client=caller.client,
                                 user_id=caller.user_id, request_hash=request_hash, learner_message_id=stored[0].id,
                                 tutor_message_id=stored[1].id, created_at=now))
-        session.flush()
-    with statement("conversations.finish_turn"):
-        conversation.message_count = seq + 2
-        conversation.updated_at = now
-        conversation.turn_token = None
-        conversation.turn_until = None
         session.flush()
     return stored
 
@@ -113,7 +118,7 @@ def extend_summary(session: Session, caller: Caller, conversation_id: str, *, co
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def _message(conversation: Conversation, seq: int, role: str, new: NewMessage, now: datetime) -> Message:
-    return Message(id=conversations.new_id(), conversation_id=conversation.id, client=conversation.client,
-                   user_id=conversation.user_id, seq=seq, role=role, text=new.text, corrections=new.corrections,
+def _message(conversation_id: str, caller: Caller, seq: int, role: str, new: NewMessage, now: datetime) -> Message:
+    return Message(id=conversations.new_id(), conversation_id=conversation_id, client=caller.client,
+                   user_id=caller.user_id, seq=seq, role=role, text=new.text, corrections=new.corrections,
                    audio_url=new.audio_url, cost_usd=new.cost_usd, created_at=now)
