@@ -33,11 +33,20 @@ def check() -> None:
     for provider in backend.providers:
         click.echo(f"{provider.name}: {'configured' if provider.configured else 'not configured'}")
     database = backend.database.health()
-    click.echo(f"database: {database['dialect']}, {'reachable' if database['status'] == 'ok' else 'UNREACHABLE'}")
+    click.echo(f"database: {database['dialect']}, {'reachable' if database['status'] == 'ok' else 'UNREACHABLE'}"
+               + (f", {_schema_state(settings.database_url)}" if database["status"] == "ok" else ""))
     if health.get("disk") == "failing":
         click.echo("cache disk: FAILING (full or unwritable): serving from memory")
     if health["fallback_active"]:
         raise SystemExit(1)
+
+
+def _schema_state(url: str) -> str:
+    """Whether the database's schema is the code's (its migrations applied)."""
+    from backend.db.migrate import current, head
+
+    at, newest = current(url), head()
+    return f"schema at {at}" if at == newest else f"schema at {at or 'none'}, code needs {newest}: run db upgrade"
 
 
 cache_group = AppGroup("cache", help="Cache administration.")

@@ -2,6 +2,7 @@
 `make demo` run it before serving). The scripts live in backend/db/migrations, checked in."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -21,8 +22,17 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def head() -> str | None:
+    """The newest revision of the checked-in migrations."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` (all migrations by default)."""
+    # Alembic announces each of its plugins at INFO; the migrations it runs are what an operator reads.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if url.startswith("sqlite"):
         ensure_sqlite_directory(url)  # the first `db upgrade` of a fresh checkout creates ./var
     command.upgrade(alembic_config(url), revision)

@@ -74,7 +74,7 @@ class TurnStreams:
                     raise
                 failure = failure or exc
                 record_decision(route.policy.provider, route.policy.operation, "fell_back", error=type(exc).__name__)
-        raise failure or ProviderNotConfigured("No language model is configured (GEMINI_API_KEY)")
+        raise failure or ProviderNotConfigured(self._turns.not_configured)
 
     def _events(self, begun: Begun, stream: ProviderStream) -> Iterator[Event]:
         """Pieces as they come, then the stored turn; an error event (nothing stored) if it fails after starting.

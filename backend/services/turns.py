@@ -164,7 +164,12 @@ class TurnService:
                     raise
                 failure = failure or exc
                 record_decision(route.policy.provider, route.policy.operation, "fell_back", error=type(exc).__name__)
-        raise failure or ProviderNotConfigured(self._model.not_configured)
+        raise failure or ProviderNotConfigured(self.not_configured)
+
+    @property
+    def not_configured(self) -> str:
+        """What to set when no language model is configured."""
+        return self._model.not_configured
 
     def prompt(self, begun: Begun) -> tuple[str, list[Turn]]:
         """The tutor's instruction and the turns it answers (the history, then the learner's new message)."""

@@ -92,3 +92,13 @@ def test_upgrade_creates_the_directory_of_the_default_style_sqlite_path(tmp_path
     upgrade(url)
     assert (tmp_path / "var" / "backend-ai.db").is_file()
     assert current(url) == head()
+
+
+def test_check_says_whether_the_schema_is_the_codes(make_app, tmp_path):
+    """`flask check` tells an operator who forgot the release step to run it."""
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}")
+    runner = app.test_cli_runner()
+    with app.app_context():  # `check` is a plain command: the flask executable pushes the context itself
+        assert "schema at none, code needs" in runner.invoke(args=["check"]).output
+        assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+        assert "schema at 0001" in runner.invoke(args=["check"]).output

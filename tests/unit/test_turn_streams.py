@@ -129,3 +129,15 @@ def test_a_json_turn_is_not_held_by_the_stream_bound(make_app, database_url, aut
     worker.join(timeout=30)
     opened.close()
     assert done.is_set()
+
+
+def test_without_a_model_both_kinds_of_turn_say_what_to_configure(make_app, database_url, auth):
+    client = make_app(DATABASE_URL=database_url, GEMINI_API_KEY="").test_client()
+    conversation = start(client, auth)
+    streamed = _post(client, conversation, auth)
+    plain = client.post(f"/api/conversations/{conversation}/messages", json={"text": "Hi."}, headers=auth)
+    assert streamed.status_code == plain.status_code == 503
+    assert streamed.get_json()["error"] == plain.get_json()["error"]
+    assert streamed.get_json()["error"]["code"] == "PROVIDER_NOT_CONFIGURED"
+    assert "GEMINI_API_KEY" in plain.get_json()["error"]["message"]
+    assert _messages(client, conversation, auth) == []
