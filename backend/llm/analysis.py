@@ -196,14 +196,19 @@ def _errors(value: Any, learner_text: str, notes: Notes) -> list[dict[str, str]]
     for index, item in objects(value, notes, "errors"):
         path, item_notes = f"errors[{index}]", Notes()
         error = _error(item, item_notes, path)
-        if (error is None or not error["text"].strip() or comparable(error["text"]) not in haystack
-                # a "correction" that changes nothing is no correction
-                or " ".join(error["correction"].split()) == " ".join(error["text"].split())):
+        if error is None or not quotes_and_changes(error, haystack):
             notes.note("dropped", path)
             continue
         notes.absorb(item_notes)
         kept.append(error)
     return kept
+
+
+def quotes_and_changes(fix: Mapping[str, str], haystack: str) -> bool:
+    """Whether an error (or a correction) quotes the learner's own words (``haystack``, made comparable) and
+    changes them: a "correction" that changes nothing is no correction."""
+    return (bool(fix["text"].strip()) and comparable(fix["text"]) in haystack
+            and " ".join(fix["correction"].split()) != " ".join(fix["text"].split()))
 
 
 def _error(item: Any, notes: Notes, path: str) -> dict[str, str] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from backend.llm.analysis import ERROR_ALIASES, comparable
+from backend.llm.analysis import ERROR_ALIASES, comparable, quotes_and_changes
 from backend.llm.parse import Operation
 from backend.llm.recover import MISSING, Notes, default, lone_item, objects, pick, text, unwrap
 from backend.schemas.answers import TurnCorrections
@@ -35,8 +35,7 @@ def recover_corrections(data: Any, context: Mapping[str, Any], notes: Notes) -> 
     for index, item in objects(value, notes, "corrections"):
         path = f"corrections[{index}]"
         correction = _correction(item, notes, path)
-        if (correction is None or not correction["text"].strip() or comparable(correction["text"]) not in haystack
-                or " ".join(correction["correction"].split()) == " ".join(correction["text"].split())):
+        if correction is None or not quotes_and_changes(correction, haystack):
             notes.note("dropped", path)
             continue
         kept.append(correction)
