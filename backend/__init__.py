@@ -79,6 +79,7 @@ def register_blueprints(app: Flask) -> None:
     from backend.me import bp as me_bp
     from backend.monitoring import bp as monitoring_bp
     from backend.openapi import bp as openapi_bp
+    from backend.speech import bp as speech_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(monitoring_bp)
@@ -89,8 +90,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(conversations_bp)
     app.register_blueprint(me_bp)
+    app.register_blueprint(speech_bp)
     register_rate_limits(app, api_bp, exempt=[health_bp, monitoring_bp, openapi_bp],
-                         ai_endpoints=frozenset({"conversations.post_message"}))
+                         ai_endpoints=frozenset({"conversations.post_message", "speech.synthesize", "speech.voices"}))
 
 
 def register_rate_limits(app: Flask, ai_blueprint, exempt: list, ai_endpoints: frozenset[str]) -> None:

@@ -21,13 +21,16 @@ from backend.resilience.policy import ProviderPolicy
 from backend.resilience.retry import RetryPolicy
 from backend.resilience.shared_state import SharedState, build_shared_state
 from backend.services.analysis import AnalysisService
+from backend.services.clips import ClipService
 from backend.services.content import ContentService
 from backend.services.conversations import ConversationService
 from backend.services.language_model import LanguageModel, Route
 from backend.services.learner_data import LearnerDataService, Retention
 from backend.services.speech import SpeechService
+from backend.services.speech_out import SynthesisService
 from backend.services.turn_stream import TurnStreams
-from backend.services.turns import TurnService, TurnSettings
+from backend.services.turn_types import TurnSettings
+from backend.services.turns import TurnService
 from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ class Backend:
     analysis: AnalysisService
     content: ContentService
     speech: SpeechService
+    speech_out: SynthesisService
+    clips: ClipService
     audio_fetcher: AudioFetcher
     database: Database
     conversations: ConversationService
@@ -92,6 +97,9 @@ def build_backend(settings: Settings) -> Backend:
           if settings.fallback_configured else []),
         Provider("azure_speech", _azure_client(settings), build_breaker("azure_speech", settings, shared),
                  Bulkhead("azure_speech", settings.azure_speech_max_concurrency)),
+        # Synthesis has a breaker of its own: a text-to-speech outage must not stop recognition, nor the reverse.
+        Provider("azure_tts", _synthesis_client(settings), build_breaker("azure_tts", settings, shared),
+                 Bulkhead("azure_tts", settings.azure_tts_max_concurrency)),
     )
     retry = RetryPolicy(settings.retry_max_attempts, retry_after_cap=settings.retry_after_cap_seconds)
 
@@ -123,6 +131,9 @@ def build_backend(settings: Settings) -> Backend:
                            policy("azure_speech", "transcribe"), policy("azure_speech", "pronunciation"),
                            price_per_hour={"transcribe": settings.price_azure_speech_per_hour,
                                            "pronunciation": settings.price_azure_pronunciation_per_hour})
+    speech_out = SynthesisService(providers["azure_tts"].client, AZURE_NOT_CONFIGURED,
+                                  policy("azure_tts", "speech"), policy("azure_tts", "voices"),
+                                  price_per_mchars=settings.price_azure_tts_per_mchars)
     database = Database(settings.database_url, pool_size=settings.database_pool_size,
                         timeout_seconds=settings.database_timeout_seconds)
     # Corrections and summaries run beside the reply; bounded, as each may wait on a provider for a while.
@@ -134,7 +145,7 @@ def build_backend(settings: Settings) -> Backend:
         local_corrections=(ProviderPolicy(local_analysis.PROVIDER, "corrections",
                                           deadline_seconds=settings.request_deadline_seconds),
                            local_analysis.corrections),
-        speech=speech, executor=executor,
+        speech=speech, executor=executor, speech_out=speech_out,
         settings=TurnSettings(lease_seconds=settings.longest_request_seconds + 15,
                               history_tokens=settings.conversation_history_tokens,
                               max_turns=settings.max_turns_per_conversation,
@@ -152,7 +163,8 @@ def build_backend(settings: Settings) -> Backend:
                            cache=shared.cache, ttl=settings.cache_partial_ttl_seconds),
             lambda inputs: local_analysis.analyze(inputs["text"]))),
         content=ContentService(language_model, routes("create_subtopics"), routes("explanation")),
-        speech=speech, database=database, conversations=ConversationService(database), turns=turns,
+        speech=speech, speech_out=speech_out, clips=ClipService(database), database=database,
+        conversations=ConversationService(database), turns=turns,
         streams=TurnStreams(turns, settings.stream_concurrency), executor=executor,
         learner_data=LearnerDataService(database, Retention(settings.data_retention_days,
                                                             settings.idempotency_key_hours)),
@@ -196,6 +208,18 @@ def _azure_client(settings: Settings) -> Any:
                              region=settings.azure_speech_region or None, host=settings.azure_speech_host or None,
                              timeout_seconds=settings.azure_speech_timeout_seconds,
                              max_concurrency=settings.azure_speech_max_concurrency)
+
+
+def _synthesis_client(settings: Settings) -> Any:
+    """Azure speech synthesis (the same resource as recognition), or None when it is not configured."""
+    if not settings.azure_configured:
+        return None
+    from backend.providers.azure_tts import AzureSynthesisClient
+
+    return AzureSynthesisClient(key=settings.azure_speech_key.get_secret_value(),
+                                region=settings.azure_speech_region or None, host=settings.azure_speech_host or None,
+                                timeout_seconds=settings.azure_speech_timeout_seconds,
+                                max_concurrency=settings.azure_tts_max_concurrency)
 
 
 def build_breaker(name: str, settings: Settings, shared: SharedState) -> CircuitBreaker:

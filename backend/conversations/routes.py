@@ -18,7 +18,7 @@ from backend.http.envelope import ok
 from backend.http.validation import field_errors, is_json_request, json_body, validate
 from backend.schemas.conversations import ConversationCreate, ConversationPage, IdempotencyKey, TurnForm, TurnText
 from backend.services.turn_stream import TurnEvents
-from backend.services.turns import TurnRequest
+from backend.services.turn_types import TurnRequest
 
 # Conversation ids are 32 hex digits (an id that is not one is simply not found).
 ID = "<conversation_id>"

@@ -8,7 +8,7 @@ from sqlalchemy import ColumnElement, and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from backend.db.conversations import owned
-from backend.db.models import Conversation, Message, TurnKey, utcnow
+from backend.db.models import Conversation, Message, SpeechClip, TurnKey, utcnow
 from backend.db.timing import statement
 from backend.schemas.caller import Caller
 
@@ -25,7 +25,12 @@ def erase(session: Session, caller: Caller) -> dict[str, int]:
         ids = list(session.scalars(select(Conversation.id).where(owned(Conversation, caller))
                                    .order_by(Conversation.id).with_for_update()))
     if not ids:
-        return {"conversations": 0, "messages": 0, "turn_keys": 0}
+        return {"conversations": 0, "messages": 0, "turn_keys": 0, "audio": 0}
+    # Clips first: deleting their messages would remove them by cascade, uncounted.
+    with statement("learner_data.erase_clips"):
+        clips = session.execute(delete(SpeechClip).where(SpeechClip.client == caller.client,
+                                                         SpeechClip.user_id == caller.user_id)
+                                .execution_options(synchronize_session=False))
     with statement("learner_data.erase_messages"):
         messages = session.execute(delete(Message).where(owned(Message, caller))
                                    .execution_options(synchronize_session=False))
@@ -36,7 +41,8 @@ def erase(session: Session, caller: Caller) -> dict[str, int]:
         conversations = session.execute(delete(Conversation).where(Conversation.id.in_(ids),
                                                                     owned(Conversation, caller))
                                         .execution_options(synchronize_session=False))
-    return {"conversations": _count(conversations), "messages": _count(messages), "turn_keys": _count(keys)}
+    return {"conversations": _count(conversations), "messages": _count(messages), "turn_keys": _count(keys),
+            "audio": _count(clips)}
 
 
 def export(session: Session, caller: Caller) -> dict[str, Any]:
@@ -51,12 +57,21 @@ def export(session: Session, caller: Caller) -> dict[str, Any]:
     with statement("learner_data.export_turn_keys"):
         keys = list(session.scalars(select(TurnKey).where(TurnKey.conversation_id.in_(ids), _owned_keys(caller))
                                     .order_by(TurnKey.created_at))) if ids else []
+    with statement("learner_data.export_clips"):
+        clips = list(session.scalars(select(SpeechClip).where(SpeechClip.client == caller.client,
+                                                              SpeechClip.user_id == caller.user_id)
+                                     .order_by(SpeechClip.created_at)))
     exported = {row.id: _conversation(row) for row in rows}
     for message in messages:
         if message.conversation_id in exported:
             exported[message.conversation_id]["messages"].append(_message(message))
     for key in keys:
         exported[key.conversation_id]["turn_keys"].append(_turn_key(key))
+    for clip in clips:
+        if clip.conversation_id in exported:
+            exported[clip.conversation_id]["speech_clips"].append(
+                {"id": clip.id, "message_id": clip.message_id, "voice": clip.voice, "rate": clip.rate,
+                 "format": clip.format, "created_at": clip.created_at.isoformat()})
     return {"caller": str(caller), "client": caller.client, "user_id": caller.user_id,
             "exported_at": utcnow().isoformat(), "conversations": list(exported.values())}
 
@@ -74,8 +89,11 @@ def purge(session: Session, *, older_than: datetime, keys_older_than: datetime,
             .where(Conversation.updated_at < older_than,
                    or_(Conversation.turn_until.is_(None), Conversation.turn_until < now))
             .order_by(Conversation.id).limit(limit).with_for_update()))
-    counts = {"conversations": 0, "messages": 0, "turn_keys": 0}
+    counts = {"conversations": 0, "messages": 0, "turn_keys": 0, "audio": 0}
     if ids:
+        with statement("learner_data.purge_clips"):
+            counts["audio"] = _count(session.execute(delete(SpeechClip).where(SpeechClip.conversation_id.in_(ids))
+                                                     .execution_options(synchronize_session=False)))
         with statement("learner_data.purge_messages"):
             counts["messages"] = _count(session.execute(delete(Message).where(Message.conversation_id.in_(ids))
                                                         .execution_options(synchronize_session=False)))
@@ -101,7 +119,7 @@ def _conversation(row: Conversation) -> dict[str, Any]:
     return {"id": row.id, "scenario": row.scenario, "level": row.level, "native_language": row.native_language,
             "language": row.language, "voice": row.voice, "summary": row.summary,
             "message_count": row.message_count, "created_at": row.created_at.isoformat(),
-            "updated_at": row.updated_at.isoformat(), "messages": [], "turn_keys": []}
+            "updated_at": row.updated_at.isoformat(), "messages": [], "turn_keys": [], "speech_clips": []}
 
 
 def _message(row: Message) -> dict[str, Any]:

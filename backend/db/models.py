@@ -100,3 +100,24 @@ class TurnKey(Base):
     learner_message_id: Mapped[str] = mapped_column(String(32))
     tutor_message_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class SpeechClip(Base):
+    """A tutor reply spoken aloud: what was synthesised, for whom. The audio itself lives in the cache (every tier,
+    keyed by what was synthesised); a clip evicted from it is synthesised again, identically, when asked for."""
+
+    __tablename__ = "speech_clips"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    client: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(35))
+    voice: Mapped[str] = mapped_column(String(100))
+    rate: Mapped[float] = mapped_column(default=1.0)
+    format: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_speech_clips_owner", "client", "user_id"),)

@@ -43,6 +43,9 @@ RATE_LIMITED = Counter("rate_limited_total", "Requests refused by a rate limit",
 # Which provider answered each AI request (gemini, fallback, local, azure_speech): the fallback share and the
 # degraded (local) answers are ratios of these.
 AI_ANSWERS = Counter("ai_answers_total", "AI answers by the provider that gave them", ["operation", "provider"])
+# Tutor replies asked to be spoken: spoken, or failed (the turn still succeeds, with audio_url null).
+TUTOR_SPEECH = Counter("tutor_speech_total", "Spoken tutor replies by outcome", ["outcome"])
+AI_TTS_CHARACTERS = Counter("ai_tts_characters_total", "Characters sent to speech synthesis", ["provider"])
 DB_DURATION = Histogram("db_query_duration_seconds", "Database statement duration by statement name", ["statement"],
                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 # Learner turns by outcome: answered, replayed (same Idempotency-Key), conflict, failed, stream_failed.

@@ -16,7 +16,7 @@ from backend.observability import metrics
 Totals = dict[str, Any]
 # Counters summed as they are, by their labels.
 _FLAT = ("cache_operations_total", "ai_upstream_calls_total", "ai_tokens_total", "ai_answers_total",
-         "ai_cost_usd_total", "ai_cost_avoided_usd_total", "rate_limited_total")
+         "ai_cost_usd_total", "ai_cost_avoided_usd_total", "rate_limited_total", "ai_tts_characters_total")
 
 
 def read_totals() -> Totals:
@@ -147,6 +147,7 @@ def _flat_summary(flat: dict[str, dict[tuple, float]]) -> dict[str, Any]:
         "upstream_calls": {provider: int(v) for provider, v in by("ai_upstream_calls_total", "provider").items()},
         "answers_by_provider": {provider: int(v) for provider, v in by("ai_answers_total", "provider").items()},
         "tokens": {kind: int(v) for kind, v in by("ai_tokens_total", "kind").items()},
+        "speech_characters": int(sum(flat.get("ai_tts_characters_total", {}).values())),
         "cost_usd": {"spent": round(sum(flat.get("ai_cost_usd_total", {}).values()), 6),
                      "avoided": {reason: round(v, 6) for reason, v in avoided.items()},
                      "by_provider": {p: round(v, 6) for p, v in by("ai_cost_usd_total", "provider").items()}},

@@ -12,21 +12,28 @@ from backend.resilience.store import Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 ALL = "*"
+MAX_VALUE_BYTES = 2 << 20  # one synthesised clip is at most ~1 MB: larger values are not worth a tier's room
+# An entry: MAGIC, a one-line JSON header {"f": fresh until (epoch s), "g": generation, "c": cost, "k": kind}, a
+# newline, then the payload: the value's JSON (kind "json") or the value itself (kind "bytes"). Entries written
+# before binary values are one JSON text {"v", "f", "g", "c"}: they start with "{", and are still read.
+MAGIC = b"TC2 "
+JSON, BYTES = "json", "bytes"
+_HEADER_MAX = 512  # where the header's newline must be by: a payload is never scanned for it
 
 
 class Tier(Protocol):
     name: str
     shared: bool
 
-    def get(self, key: str) -> str | None: ...
-    def set(self, key: str, raw: str, ttl: float) -> None: ...
+    def get(self, key: str) -> bytes | None: ...
+    def set(self, key: str, raw: bytes, ttl: float) -> None: ...
     def delete_prefix(self, prefix: str) -> int: ...
     def stats(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """A cached value, whether it is still fresh, and the tier that held it."""
+    """A cached value (bytes as stored, else what its JSON decodes to), whether it is still fresh, and its tier."""
 
     value: Any
     fresh: bool
@@ -35,7 +42,8 @@ class CacheEntry:
 
 
 class TieredCache:
-    """Entries are JSON `{"v", "f": fresh until (epoch s), "g": generation, "c": cost}`, kept ttl + stale grace.
+    """Values are JSON or bytes (audio), each entry one bytes value in every tier (see MAGIC), kept ttl + stale grace;
+    a value larger than ``max_value_bytes`` is not cached.
 
     A clear bumps a generation counter in the control store (Redis, or the host's disk). Every process re-reads
     the generation at most ``generation_refresh`` seconds after its last read, and a clear returns only once
@@ -46,7 +54,8 @@ class TieredCache:
 
     def __init__(self, mode: str, tiers: list[Tier], control: Store, *, default_ttl: float,
                  namespace_ttls: dict[str, float] | None = None, stale_grace: float = 3600.0,
-                 shared: Store | None = None, generation_refresh: float = 0.2):
+                 shared: Store | None = None, generation_refresh: float = 0.2,
+                 max_value_bytes: int = MAX_VALUE_BYTES):
         self.mode = mode
         self.tiers = tiers
         self.control = control
@@ -60,6 +69,7 @@ class TieredCache:
         self.default_ttl = default_ttl
         self.namespace_ttls = dict(namespace_ttls or {})
         self.stale_grace = stale_grace
+        self.max_value_bytes = max_value_bytes
 
     def ttl_for(self, namespace: str) -> float:
         """The fresh lifetime of a namespace's entries."""
@@ -108,36 +118,53 @@ class TieredCache:
             except StoreUnavailable:
                 self._count(namespace, tier.name, "unavailable", count)
                 continue
-            entry = _decode(raw)
-            if entry is None or entry.get("g") != token:
+            header = _header(raw) if raw is not None else None
+            if raw is None or header is None or header["g"] != token:
                 self._count(namespace, tier.name, "miss", count)
                 continue
-            found = CacheEntry(entry["v"], fresh=entry["f"] > time.time(), tier=tier.name,
-                               cost_usd=float(entry.get("c", 0.0)))
-            if not found.fresh:
+            fresh = header["f"] > time.time()
+            # The payload is decoded only when it may be returned: fresh, or the first stale copy.
+            value = _value(raw, header) if fresh or stale is None else _CORRUPT
+            if value is _CORRUPT:
+                self._count(namespace, tier.name, "miss", count)
+                continue
+            found = CacheEntry(value, fresh=fresh, tier=tier.name, cost_usd=float(header.get("c", 0.0)))
+            if not fresh:
                 # A slower tier may hold a fresher copy (another worker or instance refreshed it): keep looking.
-                stale = stale or found
+                stale = found
                 self._count(namespace, tier.name, "miss", count)
                 continue
             self._count(namespace, tier.name, "hit", count)
-            remaining = entry["f"] + self.stale_grace - time.time()
+            remaining = header["f"] + self.stale_grace - time.time()
             for faster in self.tiers[:index]:
-                self._write(faster, key, raw, remaining)  # type: ignore[arg-type]
+                self._write(faster, key, raw, remaining)
             return found
         return stale
 
     def store(self, key: str, value: Any, ttl: float | None = None, cost_usd: float = 0.0,
               token: str | None = None) -> None:
-        """Write value to every tier, fresh for ttl (the namespace's TTL by default).
+        """Write value (JSON, or bytes kept as they are) to every tier, fresh for ttl (the namespace's TTL by default).
 
         ``token`` is the generation read before the value was computed: a value computed across a clear is then
-        written under the old generation and never served.
+        written under the old generation and never served. A value over max_value_bytes is not written at all.
         """
         namespace = _namespace(key)
         fresh_for = ttl if ttl is not None else self.ttl_for(namespace)
+        if isinstance(value, (bytes, bytearray)):
+            kind, payload = BYTES, bytes(value)
+        else:
+            # surrogatepass: a lone surrogate (JSON may hold "\ud800") round-trips, as json.loads reads it.
+            kind, payload = JSON, json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(
+                "utf-8", "surrogatepass")
+        if len(payload) > self.max_value_bytes:
+            logger.debug("value too large to cache", extra={"key": key, "bytes": len(payload),
+                                                            "max_value_bytes": self.max_value_bytes})
+            metrics.CACHE_OPERATIONS.labels("set", "too_large").inc()
+            return
         token = token if token is not None else self.generation(namespace)
-        raw = json.dumps({"v": value, "f": time.time() + fresh_for, "g": token,
-                          "c": round(cost_usd, 8)}, separators=(",", ":"), ensure_ascii=False)
+        header = json.dumps({"f": time.time() + fresh_for, "g": token, "c": round(cost_usd, 8), "k": kind},
+                            separators=(",", ":")).encode()
+        raw = b"".join((MAGIC, header, b"\n", payload))
         metrics.CACHE_OPERATIONS.labels("set", "ok").inc()
         for tier in self.tiers:
             self._write(tier, key, raw, fresh_for + self.stale_grace)
@@ -181,7 +208,7 @@ class TieredCache:
                 slot["hit_rate"] = round(slot["hit"] / looked, 4) if looked else 0.0
         return {"mode": self.mode, "tiers": {t.name: t.stats() for t in self.tiers}, "namespaces": by_namespace}
 
-    def _write(self, tier: Tier, key: str, raw: str, ttl: float) -> None:
+    def _write(self, tier: Tier, key: str, raw: bytes, ttl: float) -> None:
         if ttl <= 0:
             return
         try:
@@ -199,12 +226,40 @@ def _namespace(key: str) -> str:
     return key.split(":", 1)[0]
 
 
-def _decode(raw: str | None) -> dict[str, Any] | None:
-    """Parse a stored entry; a corrupt one is a miss, not an error."""
-    if raw is None:
-        return None
+_CORRUPT = object()  # what an unreadable payload decodes to: a miss, never an error
+
+
+def _header(raw: bytes) -> dict[str, Any] | None:
+    """The header of a stored entry ("f", "g", "c", "k"; "@": where its payload starts), or None when corrupt: a
+    corrupt entry is a miss, not an error. An entry from before binary values is its own header (kind "legacy")."""
+    kinds: tuple[str, ...]
     try:
-        entry = json.loads(raw)
-    except ValueError:
+        if raw.startswith(b"{"):  # the old format: one JSON text with the value in it
+            header, kinds = json.loads(raw), ("legacy",)
+            if isinstance(header, dict) and "v" in header:
+                header["k"] = "legacy"
+        elif raw.startswith(MAGIC):
+            end = raw.find(b"\n", len(MAGIC), len(MAGIC) + _HEADER_MAX)
+            header, kinds = (json.loads(raw[len(MAGIC):end]) if end > 0 else None), (JSON, BYTES)
+            if isinstance(header, dict):
+                header["@"] = end + 1
+        else:
+            return None
+    except ValueError:  # bad JSON or bad UTF-8
         return None
-    return entry if isinstance(entry, dict) and {"v", "f", "g"} <= entry.keys() else None
+    valid = (isinstance(header, dict) and header.get("k") in kinds and "g" in header
+             and isinstance(header.get("f"), (int, float)))
+    return header if valid else None
+
+
+def _value(raw: bytes, header: dict[str, Any]) -> Any:
+    """The value an entry holds: bytes as stored, decoded JSON, or _CORRUPT."""
+    if header["k"] == "legacy":
+        return header["v"]
+    payload = raw[header["@"]:]
+    if header["k"] == BYTES:
+        return payload
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return _CORRUPT

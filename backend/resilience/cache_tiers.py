@@ -10,18 +10,18 @@ from backend.resilience.store import Store
 
 
 class MemoryTier:
-    """This process's tier: LRU, bounded in bytes of serialized entries, with per-entry expiry, thread-safe."""
+    """This process's tier: LRU, bounded in bytes of encoded entries, with per-entry expiry, thread-safe."""
 
     name = "memory"
     shared = False
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
-        # Each item is (raw entry, expires at); its size is the raw entry's length plus a fixed overhead.
-        self._lru: LRUCache[str, tuple[str, float]] = LRUCache(maxsize=max_bytes, getsizeof=_entry_size)
+        # Each item is (encoded entry, expires at); its size is the entry's length in bytes plus a fixed overhead.
+        self._lru: LRUCache[str, tuple[bytes, float]] = LRUCache(maxsize=max_bytes, getsizeof=_entry_size)
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> str | None:
+    def get(self, key: str) -> bytes | None:
         with self._lock:
             item = self._lru.get(key)
             if item is None:
@@ -31,7 +31,7 @@ class MemoryTier:
                 return None
             return item[0]
 
-    def set(self, key: str, raw: str, ttl: float) -> None:
+    def set(self, key: str, raw: bytes, ttl: float) -> None:
         if _entry_size((raw, 0.0)) > self.max_bytes:
             return  # larger than the whole tier: not worth evicting everything for
         with self._lock:
@@ -50,13 +50,13 @@ class MemoryTier:
             return {"entries": len(self._lru), "bytes": int(self._lru.currsize), "max_bytes": self.max_bytes}
 
 
-def _entry_size(item: tuple[str, float]) -> int:
-    """Approximate memory of one entry: its text plus dict/tuple overhead."""
+def _entry_size(item: tuple[bytes, float]) -> int:
+    """Approximate memory of one entry: its bytes plus dict/tuple overhead."""
     return len(item[0]) + 200
 
 
 class StoreTier:
-    """A shared tier (disk or Redis) storing entries as strings under a `cache:` key prefix."""
+    """A shared tier (disk or Redis) storing entries as bytes, as they are, under a `cache:` key prefix."""
 
     shared = True
 
@@ -65,14 +65,14 @@ class StoreTier:
         self.name = store.name
         self.prefix = prefix
 
-    def get(self, key: str) -> str | None:
-        return self.store.get(self.prefix + key)
+    def get(self, key: str) -> bytes | None:
+        return self.store.get_bytes(self.prefix + key)
 
-    def set(self, key: str, raw: str, ttl: float) -> None:
+    def set(self, key: str, raw: bytes, ttl: float) -> None:
         # A store short of room (Redis near its maxmemory) keeps it for control state: the entry stays in the
         # faster tiers instead of pushing locks, breakers and rate limits out of Redis.
         if self.store.has_room():
-            self.store.set(self.prefix + key, raw, ttl)
+            self.store.set_bytes(self.prefix + key, raw, ttl)
 
     def delete_prefix(self, prefix: str) -> int:
         return self.store.delete_prefix(self.prefix + prefix)

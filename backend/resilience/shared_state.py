@@ -103,7 +103,7 @@ def build_shared_state(settings: Settings) -> SharedState:
     # A clear must reach every process sharing the cache, or be refused: Redis when configured, else the host's disk.
     cache = TieredCache(mode, tiers, control, default_ttl=settings.cache_ttl_seconds,
                         namespace_ttls=settings.namespace_ttls, stale_grace=settings.cache_stale_grace_seconds,
-                        shared=redis or disk_state)
+                        shared=redis or disk_state, max_value_bytes=settings.cache_max_value_bytes)
     # In memory mode there is nobody to share a flight with beyond this process.
     flights = SingleFlight(None if mode == "memory" else control)
     return SharedState(mode, control, local, cache, flights, redis, disk, disk_state)

@@ -69,7 +69,8 @@ class Outage:
 
 
 class Store(ABC):
-    """Strings under keys with TTLs, atomic counters and set-if-absent (the building block of locks)."""
+    """Strings under keys with TTLs, atomic counters and set-if-absent (the building block of locks); cache entries
+    as bytes (get_bytes, set_bytes)."""
 
     name = "store"
     scope = "process"  # who sees the same data: process, host or cluster
@@ -119,6 +120,14 @@ class Store(ABC):
         forever without one) and return change(old)[1]."""
         raise NotImplementedError(f"{self.name} store has no atomic update")
 
+    def get_bytes(self, key: str) -> bytes | None:
+        """A value written by set_bytes, as it was written; one written as text comes back UTF-8 encoded."""
+        raise NotImplementedError(f"{self.name} store keeps no bytes")
+
+    def set_bytes(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store bytes as they are (no text encoding on the way), expiring after ttl seconds when given."""
+        raise NotImplementedError(f"{self.name} store keeps no bytes")
+
     def available(self) -> bool:
         """Whether the store answers now (cheap; no network when known to be down)."""
         return True
@@ -143,11 +152,11 @@ class MemoryStore(Store):
     SWEEP_EVERY = 1000  # writes between sweeps of expired keys nobody reads again (e.g. one per client address)
 
     def __init__(self) -> None:
-        self._data: dict[str, tuple[str, float | None]] = {}
+        self._data: dict[str, tuple[str | bytes, float | None]] = {}
         self._lock = threading.Lock()
         self._writes = 0
 
-    def _store(self, key: str, value: str, expires: float | None) -> None:
+    def _store(self, key: str, value: str | bytes, expires: float | None) -> None:
         """Write under the lock, sweeping expired keys now and then so the dict cannot grow without bound."""
         self._data[key] = (value, expires)
         self._writes += 1
@@ -156,7 +165,7 @@ class MemoryStore(Store):
             for stale in [k for k, (_, exp) in self._data.items() if exp is not None and exp <= now]:
                 del self._data[stale]
 
-    def _live(self, key: str, now: float) -> str | None:
+    def _live(self, key: str, now: float) -> str | bytes | None:
         item = self._data.get(key)
         if item is None:
             return None
@@ -168,9 +177,19 @@ class MemoryStore(Store):
     def get_many(self, keys: list[str]) -> list[str | None]:
         now = time.monotonic()
         with self._lock:
-            return [self._live(k, now) for k in keys]
+            return [self._live(k, now) for k in keys]  # type: ignore[misc]  # bytes only under set_bytes keys
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        with self._lock:
+            self._store(key, value, time.monotonic() + ttl if ttl else None)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        with self._lock:
+            value = self._live(key, time.monotonic())
+        return value.encode() if isinstance(value, str) else value
+
+    def set_bytes(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        value = require_bytes(value, self.name)
         with self._lock:
             self._store(key, value, time.monotonic() + ttl if ttl else None)
 
@@ -215,7 +234,7 @@ class MemoryStore(Store):
     def update(self, key: str, change: Callable[[str | None], tuple[str | None, T]], ttl: float | None = None) -> T:
         with self._lock:
             now = time.monotonic()
-            value, result = change(self._live(key, now))
+            value, result = change(self._live(key, now))  # type: ignore[arg-type]
             if value is not None:
                 self._store(key, value, now + ttl if ttl else None)
             return result
@@ -275,6 +294,12 @@ class FailoverStore(Store):
     def update(self, key, change, ttl=None):
         return self._run("update", key, change, ttl)
 
+    def get_bytes(self, key):
+        return self._run("get_bytes", key)
+
+    def set_bytes(self, key, value, ttl=None):
+        return self._run("set_bytes", key, value, ttl)
+
     def available(self) -> bool:
         return self.primary.available()
 
@@ -284,3 +309,10 @@ class FailoverStore(Store):
     def close(self) -> None:  # noqa: B027  (a no-op by default: only stores holding connections override it)
         self.primary.close()
         self.fallback.close()
+
+
+def require_bytes(value: object, store: str) -> bytes:
+    """Refuse, loudly, anything but bytes where bytes are kept as they are: never a silent str() or pickle."""
+    if type(value) is not bytes:
+        raise TypeError(f"{store} store: set_bytes takes bytes, not {type(value).__name__}")
+    return value

@@ -1,4 +1,5 @@
-"""The disk store: diskcache (SQLite) in a private directory, shared by the workers of one host, JSON only."""
+"""The disk store: diskcache (SQLite) in a private directory, shared by the workers of one host; text as JSON,
+cache entries as raw bytes, never pickle."""
 from __future__ import annotations
 
 import functools
@@ -12,7 +13,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import diskcache
 
-from backend.resilience.store import Outage, Store, StoreUnavailable
+from backend.resilience.store import Outage, Store, StoreUnavailable, require_bytes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -25,15 +26,49 @@ def private_directory(directory: Path) -> Path:
     return directory
 
 
+# diskcache tags each row with how its value is kept (1 raw, 2 binary file, 3 text file, 4 pickle) and hands the
+# tag back to the Disk, and to nothing else, on every read. Bytes kept as they are get tags of their own: JSONDisk
+# wrote its JSON under 1 and 2 too, and those rows (text values, entries from before binary values) must still be
+# told apart from raw bytes and read as JSON.
+_BYTES_IN_ROW, _BYTES_IN_FILE = 101, 102
+_BYTES_TAG = {diskcache.core.MODE_RAW: _BYTES_IN_ROW, diskcache.core.MODE_BINARY: _BYTES_IN_FILE}
+_BYTES_UNTAG = {tag: mode for mode, tag in _BYTES_TAG.items()}
+_JSON_MODES = (diskcache.core.MODE_RAW, diskcache.core.MODE_BINARY)
+
+
+class JSONOrBytesDisk(diskcache.JSONDisk):
+    """Keys and text as JSONDisk keeps them; bytes as they are (in the row, or a file past min_file_size); a row that
+    would need unpickling (a key or a value) is refused, never loaded."""
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw:
+            raise TypeError("refusing a pickled key in the cache disk")
+        return super().get(key, raw)
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> tuple[int, int, str | None, Any]:
+        if read:
+            raise TypeError("the cache disk takes values, not files")
+        if type(value) is bytes:
+            size, mode, filename, db_value = diskcache.Disk.store(self, value, False, key=key)
+            return size, _BYTES_TAG[mode], filename, db_value
+        return super().store(value, read, key=key)  # JSON, as before: json.dumps refuses what it cannot write
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode in _BYTES_UNTAG:
+            return diskcache.Disk.fetch(self, _BYTES_UNTAG[mode], filename, value, read)
+        if mode not in _JSON_MODES:
+            raise TypeError(f"refusing a cache disk row kept in mode {mode} (pickle or unknown)")
+        return super().fetch(mode, filename, value, read)
+
+
 def open_disk_cache(directory: Path, *, size_limit: int | None = 1 << 30) -> diskcache.Cache:
-    """Open (creating with mode 0700) a diskcache that serializes with JSON, never pickle; no size limit = no
-    eviction (for state that must not be evicted by cache entries)."""
+    """Open (creating with mode 0700) a diskcache that keeps text as JSON and bytes as they are, never pickle; no
+    size limit = no eviction (for state that must not be evicted by cache entries)."""
     private_directory(directory)
     bounds: dict[str, Any] = ({"size_limit": size_limit, "eviction_policy": "least-recently-stored"}
                               if size_limit else {"eviction_policy": "none"})
-    # JSONDisk stores keys and values as JSON: nothing read back from disk is ever unpickled.
     # A short SQLite timeout: a contended disk must not hold a request for diskcache's default 60 s.
-    return diskcache.Cache(str(directory), disk=diskcache.JSONDisk, disk_compress_level=0, timeout=2, **bounds)
+    return diskcache.Cache(str(directory), disk=JSONOrBytesDisk, disk_compress_level=0, timeout=2, **bounds)
 
 
 _DISK_ERRORS = (diskcache.Timeout, sqlite3.Error, OSError)
@@ -120,6 +155,17 @@ class DiskStore(Store):
         self.cache.set(key, value, expire=ttl)
 
     @_unavailable_on_disk_errors
+    def get_bytes(self, key: str) -> bytes | None:
+        value = self.cache.get(key)
+        if isinstance(value, str):
+            return value.encode()  # written as text (an entry from before binary values)
+        return value if isinstance(value, bytes) else None
+
+    @_unavailable_on_disk_errors
+    def set_bytes(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self.cache.set(key, require_bytes(value, self.name), expire=ttl)
+
+    @_unavailable_on_disk_errors
     def add(self, key: str, value: str, ttl: float) -> bool:
         return bool(self.cache.add(key, value, expire=ttl))
 
@@ -195,7 +241,7 @@ class UnopenedDiskStore(Store):
         raise StoreUnavailable(f"the cache disk could not be opened ({self.reason})", store="disk")
 
     get_many = set = add = delete = delete_if_equals = expire_if_equals = set_if_equals = incr = _refuse
-    update = delete_prefix = _refuse
+    update = delete_prefix = get_bytes = set_bytes = _refuse
 
     def available(self) -> bool:
         return False

@@ -10,7 +10,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from backend.resilience.store import Outage, Store, StoreUnavailable
+from backend.resilience.store import Outage, Store, StoreUnavailable, require_bytes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,10 +46,13 @@ class RedisStore(Store):
         self.prefix = prefix
         self.probe_interval = probe_interval
         # retry=Retry(NoBackoff(), 0): redis-py 6+ retries 3 times by default; a retry loop is what we must avoid.
-        self.client = redis.Redis.from_url(
-            url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False, health_check_interval=0, max_connections=max_connections,
-            decode_responses=True)
+        options: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout,
+                                   "retry_on_timeout": False, "health_check_interval": 0,
+                                   "max_connections": max_connections}
+        self.client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), decode_responses=True, **options)
+        # Cache entries are bytes (synthesised audio among them): a second pool whose replies are not decoded, as
+        # fail-fast as the first and behind the same outage switch (every call goes through self.call).
+        self.binary = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), decode_responses=False, **options)
         self.outage = Outage("redis", probe_interval, down_message="redis unreachable: falling back to local state",
                              up_message="redis is reachable again: sharing resumed")
         self.cache_memory_share = cache_memory_share
@@ -128,6 +131,13 @@ class RedisStore(Store):
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         self.call(lambda: self.client.set(self.k(key), value, px=_ms(ttl) if ttl else None))
 
+    def get_bytes(self, key: str) -> bytes | None:
+        return self.call(lambda: self.binary.get(self.k(key)))  # type: ignore[return-value]
+
+    def set_bytes(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        value = require_bytes(value, self.name)
+        self.call(lambda: self.binary.set(self.k(key), value, px=_ms(ttl) if ttl else None))
+
     def add(self, key: str, value: str, ttl: float) -> bool:
         return bool(self.call(lambda: self.client.set(self.k(key), value, px=_ms(ttl), nx=True)))
 
@@ -166,6 +176,7 @@ class RedisStore(Store):
 
     def close(self) -> None:
         self.client.close()
+        self.binary.close()
 
 
 def _ms(seconds: float | None) -> int:

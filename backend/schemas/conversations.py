@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, StrictBool, StringConstraints
 
 from backend.schemas.answers import CefrLevel
 from backend.schemas.requests import Language, Text, _Request
+from backend.schemas.speech import VoiceName
 
 
 class ConversationCreate(_Request):
@@ -15,7 +16,7 @@ class ConversationCreate(_Request):
     level: Optional[CefrLevel] = None
     native_language: Optional[Annotated[Text, StringConstraints(min_length=1, max_length=64)]] = None
     language: Language = "en-US"
-    voice: Optional[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9:_-]{1,100}$")]] = None
+    voice: Optional[VoiceName] = None
 
 
 class ConversationPage(_Request):

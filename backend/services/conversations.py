@@ -12,6 +12,7 @@ from backend.db.models import Conversation, Message
 from backend.errors import DatabaseUnavailable
 from backend.schemas.caller import Caller
 from backend.schemas.conversations import ConversationCreate, ConversationPage
+from backend.services.speech_out import voice_for
 
 
 def conversation_view(conversation: Conversation, *, messages: list[Message] | None = None) -> dict[str, Any]:
@@ -48,6 +49,8 @@ class ConversationService:
 
     def create(self, caller: Caller, request: ConversationCreate) -> dict[str, Any]:
         """A new conversation, empty."""
+        if request.voice is not None:
+            voice_for(request.language, request.voice)  # 422 for a voice that does not speak the language
         with self._db.session(write=True) as session:
             conversation = repo.create(session, caller, scenario=request.scenario, level=request.level,
                                        native_language=request.native_language, language=request.language,

@@ -31,8 +31,9 @@ class LearnerDataService:
         """Delete everything the caller stored, in one transaction; how much of each kind (contract section 7)."""
         with self._db.session(write=True) as session:
             counts = repo.erase(session, caller)
-        # Jobs and synthesised audio are not stored yet (later issues): nothing of theirs to delete, so 0.
-        return {"conversations": counts["conversations"], "messages": counts["messages"], "jobs": 0, "audio": 0}
+        # Jobs are not stored yet (a later issue): nothing of theirs to delete, so 0.
+        return {"conversations": counts["conversations"], "messages": counts["messages"], "jobs": 0,
+                "audio": counts["audio"]}
 
     def export(self, caller: Caller) -> dict[str, Any]:
         """Everything stored for the caller, read in one transaction (a consistent snapshot on PostgreSQL)."""
@@ -50,7 +51,7 @@ class LearnerDataService:
         now = now or utcnow()
         older_than = now - timedelta(days=self.retention.conversation_days)
         keys_older_than = now - timedelta(hours=self.retention.key_hours)
-        total = {"conversations": 0, "messages": 0, "turn_keys": 0}
+        total = {"conversations": 0, "messages": 0, "turn_keys": 0, "audio": 0}
         while True:
             with self._db.session(write=True) as session:
                 counts = repo.purge(session, older_than=older_than, keys_older_than=keys_older_than)

@@ -18,7 +18,8 @@ from backend.resilience.bulkhead import Bulkhead
 from backend.resilience.streams import ProviderStream, open_stream
 from backend.schemas.caller import Caller
 from backend.services.language_model import may_fall_back
-from backend.services.turns import Begun, TurnRequest, TurnResult, TurnService
+from backend.services.turn_types import Begun, TurnRequest, TurnResult
+from backend.services.turns import TurnService
 
 logger = logging.getLogger(__name__)
 Event = tuple[str, dict[str, Any]]

@@ -10,24 +10,20 @@ learner's message (a few hundred tokens) and nothing to the wait, since it runs 
 from __future__ import annotations
 
 import contextvars
-import hashlib
-import json
 import logging
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from backend.db import conversations as repo
-from backend.db import turns
+from backend.db import speech_clips, turns
 from backend.db.engine import Database
-from backend.db.models import Conversation
-from backend.errors import ProviderError, ProviderNotConfigured, ValidationFailed
+from backend.db.speech_clips import Spoken
+from backend.errors import AppError, ProviderError, ProviderNotConfigured, ValidationFailed
 from backend.llm.client import Message as Turn
 from backend.llm.corrections import CORRECTIONS
-from backend.media.audio import DecodedAudio
 from backend.observability import cost, metrics
 from backend.observability.decisions import record_decision
 from backend.resilience.policy import ProviderPolicy
@@ -36,64 +32,13 @@ from backend.services import tutor
 from backend.services.conversations import message_view
 from backend.services.language_model import LanguageModel, LocalAnswer, Route, StructuredTask, may_fall_back
 from backend.services.speech import SpeechService
+from backend.services.speech_out import SynthesisService, spoken
+from backend.services.turn_types import Begun, TurnRequest, TurnResult, TurnSettings
 
 logger = logging.getLogger(__name__)
 CORRECT = StructuredTask("corrections", "v1", CORRECTIONS, tutor.CORRECTIONS_SYSTEM, tutor.CORRECTIONS_TASK)
 # A turn of a conversation is usually answered in 1-5 s: the time a 409 asks the learner's app to wait.
 BUSY_RETRY_AFTER = 2.0
-
-
-@dataclass(frozen=True)
-class TurnRequest:
-    """A learner's turn as posted: text, or audio to transcribe; and its Idempotency-Key, if any."""
-
-    text: str | None = None
-    audio: DecodedAudio | None = None
-    speak: bool = False
-    key: str | None = None
-
-    def fingerprint(self) -> str:
-        """What makes two posts the same turn (the key's request hash): the words or the audio's samples."""
-        material = {"text": self.text, "audio": self.audio.fingerprint if self.audio else None, "speak": self.speak}
-        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class TurnResult:
-    """Both stored messages; ``replayed`` when they are an earlier post's (same Idempotency-Key)."""
-
-    learner: dict[str, Any]
-    tutor: dict[str, Any]
-    replayed: bool = False
-    provider: str = ""
-
-    def body(self) -> dict[str, Any]:
-        return {"learner": self.learner, "tutor": self.tutor}
-
-
-@dataclass
-class Begun:
-    """A turn that holds its conversation's lease: what the reply needs, and what it cost so far."""
-
-    caller: Caller
-    conversation: Conversation
-    token: str
-    request: TurnRequest
-    history: tutor.History
-    deadline: float
-    text: str = ""
-    book: cost.Ledger = field(default_factory=cost.Ledger)
-    corrections: Future | None = None
-
-
-@dataclass(frozen=True)
-class TurnSettings:
-    """The bounds of turns (from Settings)."""
-
-    lease_seconds: float
-    history_tokens: int
-    max_turns: int
-    deadline_seconds: float
 
 
 class TurnService:
@@ -102,7 +47,7 @@ class TurnService:
     def __init__(self, database: Database, model: LanguageModel, *, replies: Sequence[Route],
                  corrections: Sequence[Route], summaries: Sequence[Route],
                  local_corrections: tuple[ProviderPolicy, LocalAnswer] | None, speech: SpeechService,
-                 settings: TurnSettings, executor: ThreadPoolExecutor):
+                 settings: TurnSettings, executor: ThreadPoolExecutor, speech_out: SynthesisService | None = None):
         self.db = database
         self._model = model
         self.replies = replies
@@ -112,6 +57,7 @@ class TurnService:
         self._speech = speech
         self.settings = settings
         self._executor = executor
+        self._speech_out = speech_out
 
     # -- the steps -------------------------------------------------------------------------------------------
 
@@ -177,14 +123,20 @@ class TurnService:
 
     def finish(self, begun: Begun, reply: str, provider: str) -> TurnResult:
         """Store both messages in one transaction (ending the lease), then summarise older turns if due."""
+        said = self._speak(begun, reply) if begun.request.speak else None
         corrections, correction_book = self._corrections_of(begun)
         cost_usd = round(begun.book.cost_usd + correction_book.cost_usd, 8)
+        clip_id = repo.new_id() if said is not None else None
         with self.db.session(write=True) as session:
             learner, tutor_message = turns.store_turn(
                 session, begun.caller, begun.conversation.id, token=begun.token, key=begun.request.key,
                 request_hash=begun.request.fingerprint(),
                 learner=turns.NewMessage(begun.text, corrections),
-                tutor=turns.NewMessage(reply, [], cost_usd=cost_usd))
+                tutor=turns.NewMessage(reply, [], cost_usd=cost_usd,
+                                       audio_url=f"/api/speech/{clip_id}" if clip_id else None))
+            if said is not None and clip_id is not None:
+                speech_clips.add(session, begun.caller, clip_id=clip_id, conversation_id=begun.conversation.id,
+                                 message_id=tutor_message.id, spoken=said)
         tokens = dict(begun.book.tokens)
         for kind, count in correction_book.tokens.items():
             tokens[kind] = tokens.get(kind, 0) + count
@@ -194,6 +146,22 @@ class TurnService:
         if begun.history.pending >= tutor.SUMMARY_BATCH:
             self._submit(self._summarise, begun)
         return TurnResult(message_view(learner), message_view(tutor_message), provider=provider)
+
+    def _speak(self, begun: Begun, reply: str) -> Spoken | None:
+        """The reply synthesised in the conversation's voice (now, so its clip is in the cache when fetched), or
+        None when that fails: the learner's turn does not fail for want of audio."""
+        if self._speech_out is None:
+            return None
+        try:
+            said = spoken(reply, begun.conversation.language, begun.conversation.voice)
+            with cost.charging(begun.book):
+                self._speech_out.synthesize(said)
+        except AppError as exc:
+            metrics.TUTOR_SPEECH.labels("failed").inc()
+            logger.warning("tutor reply not spoken", extra={"error_type": type(exc).__name__})
+            return None
+        metrics.TUTOR_SPEECH.labels("spoken").inc()
+        return said
 
     def abandon(self, begun: Begun) -> None:
         """Give the lease back, storing nothing (the reply failed or the learner went away)."""

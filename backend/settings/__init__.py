@@ -47,6 +47,8 @@ class Settings(GeminiSettings, FallbackSettings, AzureSpeechSettings, DatabaseSe
     cache_namespace_ttls: str = ""
     cache_memory_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     cache_disk_max_bytes: int = Field(1024 * 1024 * 1024, ge=1024 * 1024)
+    # One value larger than this (a long synthesised clip) is not cached, in any tier.
+    cache_max_value_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     # How long past its TTL an entry may still answer when the provider fails (stale-if-error).
     cache_stale_grace_seconds: int = Field(3600, ge=0)
     # Answers that had to be repaired or completed are kept only briefly.

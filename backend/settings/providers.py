@@ -72,7 +72,7 @@ class FallbackSettings(BaseModel):
 
 
 class AzureSpeechSettings(BaseModel):
-    """Azure Speech through azure-cognitiveservices-speech: recognition and pronunciation assessment."""
+    """Azure Speech through azure-cognitiveservices-speech: recognition, pronunciation assessment, synthesis."""
 
     azure_speech_key: SecretStr = SecretStr("")
     azure_speech_region: str = ""
@@ -82,6 +82,10 @@ class AzureSpeechSettings(BaseModel):
     # USD per hour of audio sent (estimates; set your contract's).
     price_azure_speech_per_hour: float = Field(1.00, ge=0)
     price_azure_pronunciation_per_hour: float = Field(1.30, ge=0)
+    # Speech synthesis: USD per million characters (neural voices), and syntheses in flight per worker (its
+    # bulkhead; it has a breaker of its own, apart from recognition's).
+    price_azure_tts_per_mchars: float = Field(16.0, ge=0)
+    azure_tts_max_concurrency: int = Field(16, ge=1, le=256)
 
     @field_validator("azure_speech_host")
     @classmethod

@@ -69,6 +69,7 @@
     setText("upstream-by-provider", split(m.upstream_calls, count));
     // Which provider gave the AI answers: the fallback's share, and local (degraded) answers.
     setText("answers-by-provider", split(m.answers_by_provider || {}, count));
+    setText("speech-characters", count(m.speech_characters));
     var today = m.today || {};
     setText("conversations-today", count(today.conversations));
     setText("turns-today", count(today.turns));

@@ -5,7 +5,10 @@ import random
 from dataclasses import dataclass, field
 
 DEFAULT_TRANSCRIPT = ["The quick brown fox jumps.", "She sells sea shells.", "It is a sunny day."]
-ERRORS = {"503", "429", "hang", "reset", "nomatch", "malformed"}
+# Handshake refusals (401, 429, 500, 503), connection faults (hang, reset) and answers without a result (nomatch,
+# malformed); stall, reset_audio and empty are synthesis's (audio that stops, is cut, or never comes).
+ERRORS = {"401", "429", "500", "503", "hang", "reset", "nomatch", "malformed", "stall", "reset_audio", "empty"}
+RECOGNITION_FAILURES = {"stall": "hang", "reset_audio": "reset", "empty": "nomatch"}  # what those mean to recognition
 
 
 @dataclass
@@ -26,7 +29,10 @@ def pick_failure(settings: FakeSpeechSettings, rng: random.Random) -> str | None
     """The failure the next connection gets, if any; counts ``fail_next`` down."""
     if settings.fail_next > 0:
         settings.fail_next -= 1
-        return settings.error or "503"
+        failure = settings.error or "503"
+        if settings.fail_next == 0:
+            settings.error = None  # heal: the error was for these N only, later connections succeed
+        return failure
     if settings.error_rate is not None:
         return (settings.error or "503") if rng.random() < settings.error_rate else None
     return settings.error

@@ -1,8 +1,11 @@
 """A fake Azure Speech service speaking the SDK's USP websocket protocol, with latency and error injection.
 
+Recognition is answered here; synthesis (``/cognitiveservices/websocket/v1``) and the voice list
+(``/cognitiveservices/voices/list``) in tests/fakes/azure_synthesis.py, on the same port.
 Run it: ``python -m tests.fakes.azure_speech --port 5000 [--latency-ms 200] [--error 503] [--key secret]``;
 point the SDK at it with ``SpeechConfig(host="ws://127.0.0.1:5000", subscription=KEY)``.
-Control it over plain HTTP on the same port: ``/_fake/calls``, ``/_fake/reset``, ``/_fake/config?...``.
+Control it over plain HTTP on the same port: ``/_fake/calls`` (recognition), ``/_fake/stats`` (recognition and
+synthesis), ``/_fake/reset``, ``/_fake/config?...``.
 """
 from __future__ import annotations
 
@@ -13,25 +16,24 @@ import json
 import random
 import threading
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from tests.fakes import azure_synthesis as synthesis
 from tests.fakes import azure_usp as usp
 from tests.fakes.azure_settings import (
     DEFAULT_TRANSCRIPT,
     ERRORS,
+    RECOGNITION_FAILURES,
     FakeSpeechSettings,
     pick_failure,
     sentences,
     settings_from_query,
 )
-
-HANDSHAKE_ERRORS = {"503": http.HTTPStatus.SERVICE_UNAVAILABLE, "429": http.HTTPStatus.TOO_MANY_REQUESTS}
-RETRY_AFTER_SECONDS = 1
 
 
 @dataclass
@@ -61,6 +63,17 @@ class FakeAzureSpeech:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future | None = None
+        self.synthesis = synthesis.FakeSynthesis(self)
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Guards settings and counters (shared with the synthesis half)."""
+        return self._lock
+
+    async def idle(self, seconds: float) -> None:
+        """Sleep, but no longer than the server runs: a handshake still waiting would hold up ``stop``."""
+        if self._stopped is not None:
+            await asyncio.wait([asyncio.shield(self._stopped)], timeout=seconds)
 
     @property
     def host_url(self) -> str:
@@ -85,11 +98,23 @@ class FakeAzureSpeech:
             self.calls = self.connections = 0
             self.phrases = []
             self._rng = random.Random(0)
+        self.synthesis.reset()
 
     def counters(self) -> dict:
         """Recognition sessions (connections that sent audio) and raw connection attempts."""
         with self._lock:
             return {"calls": self.calls, "connections": self.connections}
+
+    def stats(self) -> dict:
+        """Recognition counters plus synthesis ones (``synthesis_calls``, ``last_spoken``, ...)."""
+        return {**self.counters(), **self.synthesis.stats()}
+
+    def pick_failure(self, key: str | None, *, check_key: bool = True) -> str | None:
+        """The failure of a new connection or call: "401" for a wrong key (when checked), else per the settings."""
+        with self._lock:
+            if check_key and self.settings.key is not None and key != self.settings.key:
+                return "401"
+            return pick_failure(self.settings, self._rng)
 
     def start(self) -> "FakeAzureSpeech":
         """Serve on a background thread with its own event loop; returns once the port is bound."""
@@ -128,25 +153,32 @@ class FakeAzureSpeech:
 
     # --- handshake: control endpoints, auth and refused handshakes --------------------------------------------------
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | Awaitable[Response] | None:
         url = urlsplit(request.path)
         if url.path.startswith("/_fake/"):
             return self._control(url.path, parse_qs(url.query))
+        if url.path == synthesis.VOICES_PATH:
+            return self.synthesis.voice_list(connection, request)  # a coroutine: websockets awaits it
+        if url.path == synthesis.WEBSOCKET_PATH:
+            answer = self.synthesis.handshake(request)
+            if isinstance(answer, Response):
+                return answer
+            connection.fake_session = answer
+            return None
         with self._lock:
             self.connections += 1
-            key = self.settings.key
-            if key is not None and request.headers.get("Ocp-Apim-Subscription-Key") != key:
-                return usp.http_response(http.HTTPStatus.UNAUTHORIZED, "invalid subscription key")
-            failure = pick_failure(self.settings, self._rng)
-        if failure in HANDSHAKE_ERRORS:
-            extra = {"Retry-After": str(RETRY_AFTER_SECONDS)} if failure == "429" else {}
-            return usp.http_response(HANDSHAKE_ERRORS[failure], "injected failure", extra)
+        failure = self.pick_failure(request.headers.get("Ocp-Apim-Subscription-Key"))
+        failure = RECOGNITION_FAILURES.get(failure, failure)  # a synthesis-only failure's counterpart
+        if failure in synthesis.HANDSHAKE_STATUS:
+            return synthesis.refusal(failure)
         connection.fake_session = _Session(interactive="/interactive/" in url.path, failure=failure)
         return None
 
     def _control(self, path: str, query: dict[str, list[str]]) -> Response:
         if path == "/_fake/calls":
             return usp.json_response(self.counters())
+        if path == "/_fake/stats":
+            return usp.json_response(self.stats())
         if path == "/_fake/reset":
             self.reset()
             return usp.json_response(asdict(self.settings))
@@ -161,7 +193,9 @@ class FakeAzureSpeech:
     # --- websocket: turns of audio in, recognition results out ---------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        session: _Session = ws.fake_session
+        session = ws.fake_session
+        if isinstance(session, synthesis.SynthesisSession):
+            return await self.synthesis.serve(ws, session)
         try:
             while True:
                 turn = await self._receive_turn(ws, session)

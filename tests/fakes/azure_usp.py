@@ -49,6 +49,12 @@ def text_frame(path: str, request_id: str, body: dict) -> str:
             f"Content-Type:application/json; charset=utf-8\r\n\r\n{json.dumps(body)}")
 
 
+def audio_frame(request_id: str, stream_id: str, payload: bytes) -> bytes:
+    """Encode one binary ``audio`` message of a synthesis (2-byte big-endian header length, headers, bytes)."""
+    head = f"X-RequestId:{request_id}\r\nContent-Type:audio/x-wav\r\nX-StreamId:{stream_id}\r\nPath:audio\r\n"
+    return struct.pack(">H", len(head)) + head.encode("ascii") + payload
+
+
 def http_response(status: HTTPStatus, text: str, extra_headers: dict[str, str] | None = None,
                   content_type: str = "text/plain; charset=utf-8") -> Response:
     """A plain HTTP answer to a handshake: a refusal, or a control endpoint's reply."""
@@ -57,7 +63,7 @@ def http_response(status: HTTPStatus, text: str, extra_headers: dict[str, str] |
     return Response(status.value, status.phrase, headers, body)
 
 
-def json_response(payload: dict, status: HTTPStatus = HTTPStatus.OK) -> Response:
+def json_response(payload: dict | list, status: HTTPStatus = HTTPStatus.OK) -> Response:
     """A control endpoint's JSON reply."""
     return http_response(status, json.dumps(payload), content_type="application/json")
 

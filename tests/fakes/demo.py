@@ -44,12 +44,18 @@ def banner(port: int, wav: Path, gemini: FakeGemini, azure: FakeAzureSpeech, fal
         f"-d '{{\"text\": \"She go to school.\"}}' {base}/api/analyze",
         f"Both down, a local answer (X-Provider: local): curl -s -d '{{\"error\": \"503\"}}' "
         f"{fallback.root_url}/_fake/config",
+        "Speech (simulated voice): the text spoken as an mp3, then the voices of a language:",
+        f"  curl -s {auth} {json_header} -d '{{\"text\": \"Good morning! How are you today?\"}}' "
+        f"-o /tmp/backend-ai-demo.mp3 -D - {base}/api/speech && file /tmp/backend-ai-demo.mp3",
+        f"  curl -s {auth} '{base}/api/voices?language=fr-FR'",
         "A tutor conversation (start one, take a turn, stream the next, read it back):",
         f"  ID=$(curl -s {auth} {json_header} -d '{{\"scenario\": \"ordering coffee\", \"level\": \"A2\"}}' "
         f"{base}/api/conversations | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"data\"][\"id\"])')",
         f"  curl -s {auth} {json_header} -H 'Idempotency-Key: turn-1' "
         f"-d '{{\"text\": \"Hello! I would like a coffee becuase I am tired.\"}}' "
         f"{base}/api/conversations/$ID/messages",
+        f"  curl -s {auth} {json_header} -d '{{\"text\": \"Say it aloud, please.\", \"speak\": true}}' "
+        f"{base}/api/conversations/$ID/messages   # then GET its tutor.audio_url with the key",
         f"  curl -sN {auth} {json_header} -H 'Accept: text/event-stream' "
         f"-d '{{\"text\": \"With milk, please.\"}}' {base}/api/conversations/$ID/messages",
         f"  curl -s {auth} {base}/api/conversations/$ID",

@@ -79,7 +79,8 @@ def test_every_contract_metric_is_exposed(exposition):
     missing = [name for name in CONTRACT_METRICS if name not in typed]
     assert not missing, f"not in /metrics after traffic that should move them: {missing}"
     health = {s.labels["service"]: s.value for s in _families(exposition)["service_health_status"].samples}
-    assert health == {"api": 1.0, "cache": 1.0, "database": 1.0, "gemini": 1.0, "azure_speech": 1.0}
+    assert health == {"api": 1.0, "cache": 1.0, "database": 1.0, "gemini": 1.0, "azure_speech": 1.0,
+                      "azure_tts": 1.0}
 
 
 def test_cost_follows_tokens(exposition):

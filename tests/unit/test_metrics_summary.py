@@ -33,7 +33,7 @@ def test_route_figures_over_the_window(client, auth):
     assert route["count"] == 4 and route["error_rate"] == 0.0
     assert 0 < route["p50_ms"] <= route["p95_ms"] <= route["p99_ms"]
     assert data["window_seconds"] > 0 and data["cache"]["lookups"] >= 4
-    assert set(data["breakers"]) == {"gemini", "azure_speech"}
+    assert set(data["breakers"]) == {"gemini", "azure_speech", "azure_tts"}
 
 
 def test_quantile_interpolates_within_buckets():

@@ -45,5 +45,6 @@ def test_the_breaker_names_are_this_deployments(make_app, fake_openai):
         schema = app.test_client().get("/openapi.json").get_json()["components"]["schemas"]["OpenRequest"]
         return schema["properties"]["name"]["enum"]
 
-    assert names(make_app()) == ["gemini", "azure_speech"]
-    assert names(make_app(FALLBACK_LLM_BASE_URL=fake_openai.base_url)) == ["gemini", "fallback", "azure_speech"]
+    assert names(make_app()) == ["gemini", "azure_speech", "azure_tts"]
+    assert names(make_app(FALLBACK_LLM_BASE_URL=fake_openai.base_url)) == ["gemini", "fallback", "azure_speech",
+                                                                          "azure_tts"]

@@ -12,7 +12,7 @@ from sqlalchemy import update
 from backend.db.models import Conversation, utcnow
 from backend.errors import Conflict
 from backend.schemas.caller import Caller
-from backend.services.turns import TurnRequest
+from backend.services.turn_types import TurnRequest
 from tests.conversation_helpers import reply_requests, start, turn
 
 
