@@ -49,6 +49,10 @@ def figures_of(name: str, r: dict | None, out: str) -> tuple[str, str]:
         return levels, ">= 0.9 up to 200, no errors"
     if name == "fan_in":
         return f"{r['upstream']} upstream call(s), slowest {r['slowest']:.2f} s", "1 call"
+    if name == "speech":
+        figures = (f"hit/health: memory {r['memory_ratio']:.2f}, Redis {r['redis_ratio']:.2f} "
+                   f"({r['clip_bytes'] / 1000:.0f} KB); {r['syntheses']} synthesis for {r['clients']}")
+        return figures, ">= 0.5 each; 1 synthesis"
     if name == "outage":
         return f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms", "p99 < 20 ms"
     if name == "redis_outage":
@@ -127,6 +131,7 @@ def main() -> int:
         parse_corpus,
         redis_outage,
         slow_upstream,
+        speech,
     )
 
     plan = [
@@ -141,6 +146,7 @@ def main() -> int:
         ("slow_upstream", "slow upstream (1 s), 4x64", lambda: slow_upstream.main(
             ["--workers", "4", "--threads", "64", "--set", "GEMINI_MAX_CONCURRENCY=64"])),
         ("fan_in", "fan-in, 200 identical", lambda: fan_in.main([])),
+        ("speech", "speech: hits / health, fan-in", lambda: speech.main([])),
         ("outage", "provider outage, breaker open", lambda: outage.main([])),
         ("redis_outage", "Redis outage / Redis up", lambda: redis_outage.main([])),
         ("gunicorn_settings", "workers x threads", lambda: gunicorn_settings.main([])),
