@@ -134,10 +134,13 @@ def test_synthesis_is_counted_and_priced(client, auth, fake_azure):
 
     chars, cost = value("ai_tts_characters_total", {"provider": "azure_tts"}), value("ai_cost_usd_total",
                                                                                   {"provider": "azure_tts"})
+    avoided = value("ai_cost_avoided_usd_total", {"provider": "azure_tts", "reason": "cache"})
     speak(client, auth, text="x" * 1000)
-    speak(client, auth, text="x" * 1000)  # a hit: nothing more
+    speak(client, auth, text="x" * 1000)  # a hit: nothing more spent, the same avoided
     assert value("ai_tts_characters_total", {"provider": "azure_tts"}) - chars == 1000
     assert value("ai_cost_usd_total", {"provider": "azure_tts"}) - cost == pytest.approx(1000 / 1e6 * 16.0)
+    assert value("ai_cost_avoided_usd_total", {"provider": "azure_tts", "reason": "cache"}) - avoided == \
+        pytest.approx(1000 / 1e6 * 16.0)
 
 
 def test_a_key_is_required(client, fake_azure):
