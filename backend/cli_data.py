@@ -42,5 +42,5 @@ def purge() -> None:
         raise click.ClickException(f"{exc.message}: batches purged before the outage stay purged") from None
     click.echo(f"purged {counts['conversations']} conversation(s) untouched for "
                f"{service.retention.conversation_days} days, with {counts['messages']} message(s) and "
-               f"{counts['audio']} spoken repl(ies); "
+               f"{counts['audio']} spoken repl(ies); {counts.get('jobs', 0)} finished job(s); "
                f"{counts['turn_keys']} turn key(s) (kept {service.retention.key_hours} h)")

@@ -7,8 +7,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, or_, select
 from sqlalchemy.orm import Session
 
+from backend.db import jobs as job_repo
 from backend.db.conversations import owned
-from backend.db.models import Conversation, Message, SpeechClip, TurnKey, utcnow
+from backend.db.models import Conversation, Job, Message, SpeechClip, TurnKey, utcnow
 from backend.db.timing import statement
 from backend.schemas.caller import Caller
 
@@ -18,14 +19,18 @@ PURGE_BATCH = 500
 
 
 def erase(session: Session, caller: Caller) -> dict[str, int]:
-    """Delete every conversation, message and turn key of the caller; how many of each."""
+    """Delete every conversation, message, turn key and job of the caller; how many of each."""
+    # Every job, running ones included: their worker finds its lease gone at its next step and stops.
+    with statement("learner_data.erase_jobs"):
+        jobs = _count(session.execute(delete(Job).where(job_repo.owned(caller))
+                                      .execution_options(synchronize_session=False)))
     # Lock the caller's conversations first: a turn being stored now (it holds its conversation's row) finishes
     # before we count, so its messages are counted and deleted here rather than vanishing uncounted by cascade.
     with statement("learner_data.erase_lock"):
         ids = list(session.scalars(select(Conversation.id).where(owned(Conversation, caller))
                                    .order_by(Conversation.id).with_for_update()))
     if not ids:
-        return {"conversations": 0, "messages": 0, "turn_keys": 0, "audio": 0}
+        return {"conversations": 0, "messages": 0, "turn_keys": 0, "audio": 0, "jobs": jobs}
     # Clips first: deleting their messages would remove them by cascade, uncounted.
     with statement("learner_data.erase_clips"):
         clips = session.execute(delete(SpeechClip).where(SpeechClip.client == caller.client,
@@ -42,7 +47,7 @@ def erase(session: Session, caller: Caller) -> dict[str, int]:
                                                                     owned(Conversation, caller))
                                         .execution_options(synchronize_session=False))
     return {"conversations": _count(conversations), "messages": _count(messages), "turn_keys": _count(keys),
-            "audio": _count(clips)}
+            "audio": _count(clips), "jobs": jobs}
 
 
 def export(session: Session, caller: Caller) -> dict[str, Any]:
@@ -61,6 +66,8 @@ def export(session: Session, caller: Caller) -> dict[str, Any]:
         clips = list(session.scalars(select(SpeechClip).where(SpeechClip.client == caller.client,
                                                               SpeechClip.user_id == caller.user_id)
                                      .order_by(SpeechClip.created_at)))
+    with statement("learner_data.export_jobs"):
+        jobs = list(session.scalars(select(Job).where(job_repo.owned(caller)).order_by(Job.created_at, Job.id)))
     exported = {row.id: _conversation(row) for row in rows}
     for message in messages:
         if message.conversation_id in exported:
@@ -73,13 +80,15 @@ def export(session: Session, caller: Caller) -> dict[str, Any]:
                 {"id": clip.id, "message_id": clip.message_id, "voice": clip.voice, "rate": clip.rate,
                  "format": clip.format, "created_at": clip.created_at.isoformat()})
     return {"caller": str(caller), "client": caller.client, "user_id": caller.user_id,
-            "exported_at": utcnow().isoformat(), "conversations": list(exported.values())}
+            "exported_at": utcnow().isoformat(), "conversations": list(exported.values()),
+            "jobs": [_job(job) for job in jobs]}
 
 
 def purge(session: Session, *, older_than: datetime, keys_older_than: datetime,
           limit: int = PURGE_BATCH) -> dict[str, int]:
-    """Delete up to ``limit`` conversations not updated since ``older_than`` (with their messages and keys), and
-    every turn key created before ``keys_older_than``; how many of each. Call again until no conversation is left."""
+    """Delete up to ``limit`` conversations not updated since ``older_than`` (with their messages and keys), up to
+    ``limit`` jobs finished before it, and every turn key created before ``keys_older_than``; how many of each.
+    Call again until no conversation and no job is left."""
     now = utcnow()
     # A conversation whose turn is being answered right now is not untouched, however old its last message.
     # FOR UPDATE re-checks the condition against a turn committed meanwhile (PostgreSQL), which then keeps it.
@@ -89,7 +98,7 @@ def purge(session: Session, *, older_than: datetime, keys_older_than: datetime,
             .where(Conversation.updated_at < older_than,
                    or_(Conversation.turn_until.is_(None), Conversation.turn_until < now))
             .order_by(Conversation.id).limit(limit).with_for_update()))
-    counts = {"conversations": 0, "messages": 0, "turn_keys": 0, "audio": 0}
+    counts = {"conversations": 0, "messages": 0, "turn_keys": 0, "audio": 0, "jobs": 0}
     if ids:
         with statement("learner_data.purge_clips"):
             counts["audio"] = _count(session.execute(delete(SpeechClip).where(SpeechClip.conversation_id.in_(ids))
@@ -103,6 +112,14 @@ def purge(session: Session, *, older_than: datetime, keys_older_than: datetime,
         with statement("learner_data.purge_conversations"):
             counts["conversations"] = _count(session.execute(delete(Conversation).where(Conversation.id.in_(ids))
                                                              .execution_options(synchronize_session=False)))
+    # Only finished jobs: a queued or running one is the sweeper's to run or to fail, however old.
+    with statement("learner_data.purge_jobs"):
+        job_ids = list(session.scalars(select(Job.id).where(Job.status.in_(job_repo.FINISHED),
+                                                            Job.finished_at < older_than)
+                                       .order_by(Job.id).limit(limit)))
+        if job_ids:
+            counts["jobs"] = _count(session.execute(delete(Job).where(Job.id.in_(job_ids))
+                                                    .execution_options(synchronize_session=False)))
     with statement("learner_data.purge_old_turn_keys"):
         counts["turn_keys"] += _count(session.execute(delete(TurnKey).where(TurnKey.created_at < keys_older_than)
                                                       .execution_options(synchronize_session=False)))
@@ -132,6 +149,17 @@ def _turn_key(row: TurnKey) -> dict[str, Any]:
     # Not the key itself nor the request's hash: with the client's API key, the key replays the turn's answer.
     return {"learner_message_id": row.learner_message_id, "tutor_message_id": row.tutor_message_id,
             "created_at": row.created_at.isoformat()}
+
+
+def _job(row: Job) -> dict[str, Any]:
+    # The lease (token, until, attempts) is bookkeeping, not the learner's data.
+    return {"id": row.id, "kind": row.kind, "status": row.status, "inputs": row.inputs, "result": row.result,
+            "error": row.error, "progress": row.progress, "created_at": row.created_at.isoformat(),
+            "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at)}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def _count(result: Any) -> int:

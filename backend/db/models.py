@@ -121,3 +121,35 @@ class SpeechClip(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_speech_clips_owner", "client", "user_id"),)
+
+
+class Job(Base):
+    """A background job (a lesson): the truth about it, whatever the job engine delivered or lost. A worker holds
+    it by a lease (token, until when) that it renews; a dead worker's lease expires and the job is claimed again."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    client: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # queued | running | succeeded | failed | cancelled
+    # Set when a running job is cancelled: its worker learns it when it next renews or reports progress.
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # SQL NULL (not JSON null) while there is none, so "IS NULL" means what it says.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    progress: Mapped[float] = mapped_column(default=0.0)
+    steps_done: Mapped[int] = mapped_column(Integer, default=0)
+    steps_total: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_jobs_owner_status", "client", "user_id", "status"),
+                      Index("ix_jobs_status_lease", "status", "lease_until"), Index("ix_jobs_created", "created_at"))

@@ -14,6 +14,4 @@ from backend.me import bp
 @require_client_key
 def erase() -> Response:
     """Erase everything stored for the caller; how much of each kind was deleted."""
-    # "jobs" and "audio" are always 0 for now: jobs and synthesised tutor audio come with later issues, and the
-    # service reports 0 for them until they are stored.
     return ok({"deleted": current_backend().learner_data.erase(current_caller())})

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from backend.db import conversations as conversation_repo
+from backend.db import jobs as job_repo
 from backend.db import learner_data as repo
 from backend.db.engine import Database
 from backend.db.models import utcnow
@@ -14,7 +15,8 @@ from backend.schemas.caller import Caller
 
 @dataclass(frozen=True)
 class Retention:
-    """How long stored data is kept: conversations since their last update, idempotency keys since created."""
+    """How long stored data is kept: conversations since their last update, finished jobs since they finished,
+    idempotency keys since created."""
 
     conversation_days: int
     key_hours: int
@@ -31,8 +33,7 @@ class LearnerDataService:
         """Delete everything the caller stored, in one transaction; how much of each kind (contract section 7)."""
         with self._db.session(write=True) as session:
             counts = repo.erase(session, caller)
-        # Jobs are not stored yet (a later issue): nothing of theirs to delete, so 0.
-        return {"conversations": counts["conversations"], "messages": counts["messages"], "jobs": 0,
+        return {"conversations": counts["conversations"], "messages": counts["messages"], "jobs": counts["jobs"],
                 "audio": counts["audio"]}
 
     def export(self, caller: Caller) -> dict[str, Any]:
@@ -41,21 +42,22 @@ class LearnerDataService:
             return repo.export(session, caller)
 
     def usage_counts(self, caller: Caller) -> dict[str, int]:
-        """How many conversations and jobs the caller has (jobs come with a later issue: 0)."""
+        """How many conversations and jobs (in any state) the caller has."""
         with self._db.session() as session:
-            return {"conversations": conversation_repo.count(session, caller), "jobs": 0}
+            return {"conversations": conversation_repo.count(session, caller),
+                    "jobs": job_repo.count(session, caller)}
 
     def purge(self, *, now: datetime | None = None) -> dict[str, int]:
-        """Delete conversations untouched for longer than the retention and idempotency keys older than theirs,
-        a batch per transaction so that no transaction runs long; how many of each."""
+        """Delete conversations untouched and jobs finished for longer than the retention, and idempotency keys
+        older than theirs, a batch per transaction so that no transaction runs long; how many of each."""
         now = now or utcnow()
         older_than = now - timedelta(days=self.retention.conversation_days)
         keys_older_than = now - timedelta(hours=self.retention.key_hours)
-        total = {"conversations": 0, "messages": 0, "turn_keys": 0, "audio": 0}
+        total = {"conversations": 0, "messages": 0, "turn_keys": 0, "audio": 0, "jobs": 0}
         while True:
             with self._db.session(write=True) as session:
                 counts = repo.purge(session, older_than=older_than, keys_older_than=keys_older_than)
             for name, count in counts.items():
                 total[name] += count
-            if counts["conversations"] == 0:
+            if counts["conversations"] == 0 and counts["jobs"] == 0:
                 return total
