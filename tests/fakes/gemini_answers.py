@@ -19,7 +19,8 @@ def build_answer(request):
     inputs = find_input(request)
     title = (schema or {}).get("title") or guess_title(inputs)
     maker = {"WritingAnalysis": analyze_writing, "SubtopicList": subtopics,
-             "TopicExplanation": explanation, "TurnCorrections": turn_corrections}.get(title)
+             "TopicExplanation": explanation, "TurnCorrections": turn_corrections, "LessonPlan": lesson_plan,
+             "SectionContent": section_content, "ExerciseSet": exercise_set}.get(title)
     if maker and isinstance(inputs, dict):
         value = maker(inputs)
         return complete(schema, value, schema) if schema else value
@@ -99,6 +100,12 @@ def guess_title(inputs):
         return "TurnCorrections"
     if "subtopic" in inputs:
         return "TopicExplanation"
+    if "exercises" in inputs:
+        return "ExerciseSet"
+    if "section" in inputs:
+        return "SectionContent"
+    if "sections" in inputs:
+        return "LessonPlan"
     return "SubtopicList" if "topic" in inputs else None
 
 
@@ -200,3 +207,43 @@ def explanation(inputs):
                     f"Could you explain how {sub} relates to {topic}?"]
     return {"title": f"{sub} ({topic})" if sub != topic else sub, "explanation": text,
             "key_points": points, "examples": examples}
+
+
+# --- lessons: a plan, a section's content, its exercises ----------------------------
+
+def _bounded(value, default, low, high):
+    try:
+        return max(low, min(high, int(value)))
+    except (TypeError, ValueError):
+        return default
+
+
+def lesson_plan(inputs):
+    """A title and exactly `sections` distinct section titles built from the topic."""
+    topic = str(inputs.get("topic", "")).strip() or "English"
+    count = _bounded(inputs.get("sections", 4), 4, 1, 50)
+    titles = [title.format(t=topic) for title, _ in SUBTOPIC_TEMPLATES]
+    titles += [f"{topic}: further practice {i}" for i in range(1, count - len(titles) + 1)]
+    level = str(inputs.get("level") or "B1").upper()
+    return {"title": f"{topic}: a lesson at {level} level", "sections": titles[:count]}
+
+
+def section_content(inputs):
+    """The section explained as a subtopic of the topic, its title echoed."""
+    section = str(inputs.get("section", "")).strip()
+    value = explanation({"topic": inputs.get("topic"), "subtopic": section, "level": inputs.get("level")})
+    return {**value, "title": section or value["title"]}
+
+
+def exercise_set(inputs):
+    """`exercises` distinct multiple-choice questions on the section, the answer always one of the options (its
+    place among them varies)."""
+    section = str(inputs.get("section", "")).strip() or str(inputs.get("topic", "")).strip() or "English"
+    out = []
+    for number in range(1, _bounded(inputs.get("exercises", 4), 4, 0, 10) + 1):
+        right = f"A sentence that uses {section} correctly ({number})"
+        wrong = [f"A sentence that misuses {section} ({number}{letter})" for letter in "abc"]
+        place = zlib.crc32(f"{section}|{number}".encode()) % 4
+        out.append({"question": f"Question {number} on {section}: which option is correct?",
+                    "options": wrong[:place] + [right] + wrong[place:], "answer": right})
+    return {"exercises": out}

@@ -14,7 +14,8 @@ from tests.fakes.tutor_answers import is_summary_request, noticed, summarise
 # json_schema names (lower-case, letters only) of the service's answers -> the titles the Gemini builders know.
 KNOWN = {"writinganalysis": "WritingAnalysis", "analysis": "WritingAnalysis", "subtopiclist": "SubtopicList",
          "subtopics": "SubtopicList", "topicexplanation": "TopicExplanation", "explanation": "TopicExplanation",
-         "turncorrections": "TurnCorrections", "corrections": "TurnCorrections"}
+         "turncorrections": "TurnCorrections", "corrections": "TurnCorrections", "lessonplan": "LessonPlan",
+         "sectioncontent": "SectionContent", "exerciseset": "ExerciseSet"}
 FINGERPRINT = "fp_fake0001"
 
 
