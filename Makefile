@@ -21,7 +21,7 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.runtime-installed
 	@bash scripts/system-deps.sh runtime
 	$(BIN)/flask --app wsgi db upgrade
-	$(BIN)/gunicorn -c config/gunicorn.conf.py wsgi:app
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile web worker
 
 test: lint
 	@bash scripts/system-deps.sh test

@@ -76,6 +76,7 @@ def register_blueprints(app: Flask) -> None:
     from backend.conversations import bp as conversations_bp
     from backend.dashboard import bp as dashboard_bp
     from backend.health import bp as health_bp
+    from backend.lessons import bp as lessons_bp
     from backend.me import bp as me_bp
     from backend.monitoring import bp as monitoring_bp
     from backend.openapi import bp as openapi_bp
@@ -91,8 +92,10 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(conversations_bp)
     app.register_blueprint(me_bp)
     app.register_blueprint(speech_bp)
+    app.register_blueprint(lessons_bp)
     register_rate_limits(app, api_bp, exempt=[health_bp, monitoring_bp, openapi_bp],
-                         ai_endpoints=frozenset({"conversations.post_message", "speech.synthesize", "speech.voices"}))
+                         ai_endpoints=frozenset({"conversations.post_message", "speech.synthesize", "speech.voices",
+                                                 "lessons.create"}))
 
 
 def register_rate_limits(app: Flask, ai_blueprint, exempt: list, ai_endpoints: frozenset[str]) -> None:

@@ -50,6 +50,10 @@ DB_DURATION = Histogram("db_query_duration_seconds", "Database statement duratio
                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 # Learner turns by outcome: answered, replayed (same Idempotency-Key), conflict, failed, stream_failed.
 CONVERSATION_TURNS = Counter("conversation_turns_total", "Conversation turns by outcome", ["outcome", "mode"])
+# Background jobs (backend/jobs/tasks.py): finished runs by outcome, and how long a run took to finish.
+JOBS_TOTAL = Counter("jobs_total", "Background job runs by outcome", ["kind", "status"])
+JOB_DURATION = Histogram("job_duration_seconds", "Background job run duration", ["kind"],
+                         buckets=(0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600))
 
 
 def multiprocess_dir() -> str | None:

@@ -17,6 +17,7 @@ from backend.openapi.common import (
     plain,
 )
 from backend.openapi.conversations import conversation_paths
+from backend.openapi.lessons import lesson_paths
 from backend.openapi.speech import speech_paths
 from backend.schemas import responses
 from backend.schemas.admin import ClearRequest, OpenRequest, ResetRequest
@@ -118,6 +119,7 @@ def build_document(breakers: tuple[str, ...] = ()) -> dict[str, Any]:
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": plain(open_object())}}},
         **conversation_paths(ref),
         **speech_paths(ref),
+        **lesson_paths(ref),
     }
     return {
         "openapi": "3.1.0",
