@@ -7,13 +7,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from backend.errors import DatabaseUnavailable
 from backend.resilience.breaker import STATE_VALUES
 
 HEALTH_VALUES = {"healthy": 1.0, "degraded": 0.5, "unhealthy": 0.0}
 
 
 class LiveStateCollector(Collector):
-    """circuit_breaker_state{name} and service_health_status{service}, read from the shared store now."""
+    """circuit_breaker_state{name}, service_health_status{service} and job_queue_depth{kind}, read now."""
 
     def __init__(self, backend) -> None:
         self.backend = backend
@@ -39,6 +40,14 @@ class LiveStateCollector(Collector):
                 usable = provider["breaker"] not in ("open", "forced_open")
                 health.add_metric([name], 1.0 if usable else 0.0)
         yield health
+        depth = GaugeMetricFamily("job_queue_depth", "Background jobs queued now (the database's count)",
+                                  labels=["kind"])
+        if report["components"]["database"]["status"] == "ok":  # no number rather than a wrong one
+            try:
+                depth.add_metric(["lesson"], float(self.backend.jobs.queue_depth("lesson")))
+            except DatabaseUnavailable:
+                pass
+        yield depth
 
 
 def live_registry(backend) -> CollectorRegistry:

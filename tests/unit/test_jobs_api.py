@@ -171,3 +171,10 @@ def test_the_sweeper_hands_over_jobs_whose_lease_ran_out(jobs_app, jobs_client, 
     later = utcnow() + timedelta(seconds=6)
     assert sweep(backend, lambda kind, job: handed.append((kind, job)), now=later) == 1
     assert handed == [("lesson", job_id)]
+
+
+def test_the_queue_depth_gauge_counts_queued_jobs(jobs_client, auth, fake_gemini):
+    _submit(jobs_client, auth)
+    _submit(jobs_client, {**auth, "X-User-ID": "someone-else"})
+    exposition = jobs_client.get("/metrics").get_data(as_text=True)
+    assert 'job_queue_depth{kind="lesson"} 2.0' in exposition
