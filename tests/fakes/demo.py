@@ -48,6 +48,10 @@ def banner(port: int, wav: Path, gemini: FakeGemini, azure: FakeAzureSpeech, fal
         f"  curl -s {auth} {json_header} -d '{{\"text\": \"Good morning! How are you today?\"}}' "
         f"-o /tmp/backend-ai-demo.mp3 -D - {base}/api/speech && file /tmp/backend-ai-demo.mp3",
         f"  curl -s {auth} '{base}/api/voices?language=fr-FR'",
+        "A lesson as a background job (202 at once, then poll until succeeded):",
+        f"  JOB=$(curl -s {auth} {json_header} -d '{{\"topic\": \"Travel\", \"level\": \"A2\", \"sections\": 2}}' "
+        f"{base}/api/lessons | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"data\"][\"job_id\"])')",
+        f"  sleep 3; curl -s {auth} {base}/api/jobs/$JOB",
         "A tutor conversation (start one, take a turn, stream the next, read it back):",
         f"  ID=$(curl -s {auth} {json_header} -d '{{\"scenario\": \"ordering coffee\", \"level\": \"A2\"}}' "
         f"{base}/api/conversations | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"data\"][\"id\"])')",
@@ -80,6 +84,8 @@ def main() -> int:
     upgrade(load_settings().database_url)
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "wsgi:app"],
                               cwd=ROOT, env=env)
+    # The job worker, as the Procfile's worker line runs it: lessons are generated there.
+    worker = subprocess.Popen([sys.executable, "-m", "backend.jobs.worker"], cwd=ROOT, env=env)
     print(banner(port, wav, gemini, azure, fallback), flush=True)
     try:
         return server.wait()
@@ -87,6 +93,8 @@ def main() -> int:
         server.send_signal(signal.SIGTERM)
         return server.wait(30)
     finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(40)
         gemini.stop()
         azure.stop()
         fallback.stop()
