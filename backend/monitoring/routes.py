@@ -27,5 +27,5 @@ def summary() -> Response:
     backend = current_backend()
     data = current_app.extensions["backend_summary"].summary()
     data["breakers"] = {name: breaker.state() for name, breaker in backend.breakers.items()}
-    data["today"] = backend.conversations.activity_today()
+    data["today"] = {**backend.conversations.activity_today(), "jobs": backend.jobs.today()}
     return ok(data)

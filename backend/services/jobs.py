@@ -5,11 +5,13 @@ engine down at that moment) is still queued in the database, and the sweeper han
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from backend.db import jobs as repo
 from backend.db.engine import Database
 from backend.db.models import Job
+from backend.errors import DatabaseUnavailable
 from backend.schemas.caller import Caller
 from backend.schemas.lessons import LessonInputs
 
@@ -59,6 +61,17 @@ class JobService:
         with self._db.session(write=True) as session:
             outcome = repo.cancel(session, caller, job_id)
         return {"id": job_id, outcome: True}
+
+    def today(self) -> dict[str, int] | None:
+        """Every caller's jobs queued and running now, failed and succeeded today (UTC), for operators; None while
+        the database does not answer."""
+        midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        try:
+            with self._db.session() as session:
+                counts = repo.counts_by_status(session, finished_since=midnight)
+        except DatabaseUnavailable:
+            return None
+        return {status: counts[status] for status in (repo.QUEUED, repo.RUNNING, repo.FAILED, repo.SUCCEEDED)}
 
     def queue_depth(self, kind: str = "lesson") -> int:
         """Jobs of ``kind`` queued now, every caller's (the job_queue_depth gauge)."""

@@ -74,6 +74,10 @@
     setText("conversations-today", count(today.conversations));
     setText("turns-today", count(today.turns));
     setText("database-state", today.database || "–");
+    var jobs = today.jobs || {};
+    setText("jobs-queued", count(jobs.queued));
+    setText("jobs-running", count(jobs.running));
+    setText("jobs-failed", count(jobs.failed));
     setText("rate-limited", count(m.rate_limited));
     setText("tokens", "tokens: " + split(m.tokens, count));
     setText("window-seconds", isNum(m.window_seconds) ? Math.round(m.window_seconds) + " s" : "since start");

@@ -113,10 +113,13 @@ def test_page_shows_the_live_numbers(page: Page, server, tmp_path):
     expect(page.locator("#cost-avoided")).to_have_text(f"${sum(avoided.values()):.6f}")
     expect(page.locator("#cost-avoided-cache")).to_have_text(f"${avoided.get('cache', 0):.6f}")
     expect(page.locator('article[data-breaker="gemini"] .badge')).to_have_text("closed")
-    assert metrics["today"] == {"conversations": 1, "turns": 1, "database": "ok"}
+    assert metrics["today"] == {"conversations": 1, "turns": 1, "database": "ok",
+                                "jobs": {"queued": 0, "running": 0, "failed": 0, "succeeded": 0}}
     expect(page.locator("#conversations-today")).to_have_text("1")
     expect(page.locator("#turns-today")).to_have_text("1")
     expect(page.locator("#database-state")).to_have_text("ok")
+    expect(page.locator("#jobs-queued")).to_have_text("0")
+    expect(page.locator("#jobs-failed")).to_have_text("0")
 
     # A few refreshes so the chart has a line, not a single point.
     for _ in range(3):

@@ -159,6 +159,9 @@ def test_a_lesson_whose_plan_fails_is_failed_with_the_error(jobs_app, jobs_clien
     view = jobs_client.get(data["status_url"], headers=auth).get_json()["data"]
     assert view["status"] == "failed" and view["result"] is None
     assert set(view["error"]) == {"code", "message"} and view["error"]["code"].startswith("PROVIDER")
+    # Operators see it: the JSON summary (the dashboard) counts today's failed jobs.
+    today = jobs_client.get("/api/metrics").get_json()["data"]["today"]["jobs"]
+    assert today == {"queued": 0, "running": 0, "failed": 1, "succeeded": 0}
 
 
 def test_the_sweeper_hands_over_jobs_whose_lease_ran_out(jobs_app, jobs_client, auth):
