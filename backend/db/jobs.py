@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, delete, func, literal, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from backend.db.conversations import new_id
@@ -177,6 +177,25 @@ def finish(session: Session, job_id: str, token: str, *, status: Literal["succee
             update(Job).where(Job.id == job_id, Job.lease_token == token, Job.cancel_requested.is_(True))
             .values(lease_token=None, lease_until=None, updated_at=now).returning(Job)
             .execution_options(synchronize_session=False, populate_existing=True)).first()
+
+
+def release(session: Session, job_id: str, token: str) -> Lease:
+    """Hand a job back on a graceful stop (a deploy): queued again at once, its lease ended, and the attempt not
+    counted — a stop is not the job's failure, and three deploys during one lesson must not fail it. A job cancelled
+    meanwhile says so (``cancel_requested``); one no longer ours says that (``ours`` False)."""
+    now = utcnow()
+    with statement("jobs.release"):
+        released = session.scalars(
+            update(Job).where(Job.id == job_id, Job.lease_token == token, Job.cancel_requested.is_(False))
+            .values(status=QUEUED, lease_token=None, lease_until=None, updated_at=now,
+                    attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0))
+            .returning(Job.id).execution_options(synchronize_session=False)).first()
+    if released is not None:
+        return Lease(ours=True)
+    with statement("jobs.release_check"):
+        cancelled = session.scalars(select(Job.id).where(Job.id == job_id, Job.lease_token == token,
+                                                         Job.cancel_requested.is_(True))).first()
+    return Lease(ours=cancelled is not None, cancel_requested=cancelled is not None)
 
 
 def cancel(session: Session, caller: Caller, job_id: str) -> Literal["cancelled", "deleted"]:

@@ -142,9 +142,9 @@ def _stopped(backend: Backend, run: _Run, hand_back: Callable[[str], None]) -> s
         return "cancelled"
     if not run.lease.ours:
         return "lost"
-    # A graceful stop: end our lease now (claimable at once) and enqueue the job again for another worker.
-    with backend.database.session() as session:
-        lease = repo.renew(session, run.job_id, run.token, 0)
+    # A graceful stop: the job queued again at once, without counting the attempt, and handed to another worker.
+    with backend.database.session(write=True) as session:
+        lease = repo.release(session, run.job_id, run.token)
     if lease.cancel_requested:
         _finish(backend, run.job_id, run.token, "cancelled")
         return "cancelled"

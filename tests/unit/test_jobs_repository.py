@@ -350,3 +350,23 @@ def test_purge_deletes_jobs_in_batches(database):
                     limit=2)["jobs"] for _ in range(3)]
     assert deleted == [2, 1, 0]
     assert LearnerDataService(database, Retention(7, 48)).usage_counts(ALICE)["jobs"] == 0
+
+
+def test_a_released_job_is_queued_again_without_counting_the_attempt(database):
+    job_id = new_job(database)
+    for _ in range(5):  # five deploys during one lesson: never out of attempts
+        assert claim(database, job_id, T1, max_attempts=3) is not None
+        lease = call(database, jobs.release, job_id, T1)
+        assert lease.ours and not lease.cancel_requested
+        released = row(database, job_id)
+        assert (released.status, released.attempts, released.lease_token) == ("queued", 0, None)
+    assert claim(database, job_id, T2) is not None  # claimable at once by another worker
+    assert not call(database, jobs.release, job_id, T1).ours  # no longer T1's
+
+
+def test_releasing_a_job_cancelled_meanwhile_says_so(database):
+    job_id = new_job(database)
+    claim(database, job_id, T1)
+    call(database, jobs.cancel, ALICE, job_id)
+    lease = call(database, jobs.release, job_id, T1)
+    assert lease.cancel_requested and row(database, job_id).status == "cancelled"
