@@ -61,6 +61,9 @@ def figures_of(name: str, r: dict | None, out: str) -> tuple[str, str]:
         best, base = r["rows"][r["best"]], r["rows"][r["base"]]
         return (f"best {r['best']}: slow N=200 {best['slow_ratio']:.2f} vs {base['slow_ratio']:.2f} ({r['base']}), "
                 f"hit/health {best['hit_ratio']:.2f}"), "informational"
+    if name == "jobs":
+        return (f"enqueue p99 {r['enqueue_p99_ms']:.1f} ms; {r['lessons_per_s']:.2f}/s={r['ratio']:.2f} of bound; "
+                f"kill: {r['lost']} lost, {r['paid_twice']}/{r['held']} paid 2x"), "p99<20 ms, >=0.8, 0 lost"
     if name == "load_test":
         figures = f"{r['requests']} req, errors {r['error_ratio']:.2%}, p95 {r['p95_ms']:.0f} ms"
         return figures, "errors <= 1%, p95 <= 3 s"
@@ -124,6 +127,7 @@ def main() -> int:
         fan_in,
         gunicorn_settings,
         hit_throughput,
+        jobs,
         load_test,
         local_analysis,
         miss_overhead,
@@ -149,6 +153,7 @@ def main() -> int:
         ("speech", "speech: hits / health, fan-in", lambda: speech.main([])),
         ("outage", "provider outage, breaker open", lambda: outage.main([])),
         ("redis_outage", "Redis outage / Redis up", lambda: redis_outage.main([])),
+        ("jobs", "lesson jobs, SQLite, SIGKILL", lambda: jobs.main([])),
         ("gunicorn_settings", "workers x threads", lambda: gunicorn_settings.main([])),
         ("load_test", "Locust mixed load", lambda: load_test.main([])),
     ]
