@@ -19,7 +19,9 @@ ID = "<job_id>"
 @require_client_key
 def create() -> Response:
     """Queue a lesson: 202 with where to follow it."""
-    accepted = current_backend().jobs.submit(current_caller(), json_body(LessonInputs))
+    backend, inputs = current_backend(), json_body(LessonInputs)
+    backend.lessons.check_configured()
+    accepted = backend.jobs.submit(current_caller(), inputs)
     return ok(accepted, status=202, headers={"Location": accepted["status_url"]})
 
 

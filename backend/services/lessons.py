@@ -28,7 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from backend.errors import ProviderError
+from backend.errors import ProviderError, ProviderNotConfigured
 from backend.llm.lessons import EXERCISES, LESSON_PLAN, SECTION_CONTENT
 from backend.schemas.lessons import DEFAULT_LEVEL, EXERCISES_ASKED, LessonInputs
 from backend.services import lesson_prompts as prompts
@@ -77,6 +77,11 @@ class LessonGenerator:
         self._section_routes = section_routes
         self._exercise_routes = exercise_routes
         self._max_parallel = max_parallel
+
+    def check_configured(self) -> None:
+        """PROVIDER_NOT_CONFIGURED now, rather than a job accepted only to fail in its worker."""
+        if not self._plan_routes:
+            raise ProviderNotConfigured(self._model.not_configured)
 
     def generate(self, inputs: dict[str, Any], *, on_step: Callable[[int, int], None] = _ignore,
                  should_stop: Callable[[], bool] = _never) -> dict[str, Any]:

@@ -181,3 +181,11 @@ def test_the_queue_depth_gauge_counts_queued_jobs(jobs_client, auth, fake_gemini
     _submit(jobs_client, {**auth, "X-User-ID": "someone-else"})
     exposition = jobs_client.get("/metrics").get_data(as_text=True)
     assert 'job_queue_depth{kind="lesson"} 2.0' in exposition
+
+
+def test_without_a_language_model_a_lesson_is_refused_at_once(make_app, database_url, auth, enqueued):
+    app = _wire(make_app(DATABASE_URL=database_url, GEMINI_API_KEY=""), enqueued)
+    response = app.test_client().post("/api/lessons", headers=auth, json=LESSON)
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "PROVIDER_NOT_CONFIGURED"
+    assert "GEMINI_API_KEY" in response.get_json()["error"]["message"]
+    assert enqueued == [] and app.extensions["backend"].jobs.today()["queued"] == 0
