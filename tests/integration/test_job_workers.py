@@ -101,8 +101,13 @@ def _wait(database, job_id, done, timeout=40.0):
 
 
 def _plans_asked(fake):
-    return sum(1 for r in fake.requests()
-               if r["body"]["generationConfig"]["responseJsonSchema"]["title"] == "LessonPlan")
+    """Lesson plans the fake was asked for (other requests in its log, e.g. a call another test's background thread
+    made, have no response schema and are not plans)."""
+    def title(request):
+        config = (request.get("body") or {}).get("generationConfig") or {}
+        return (config.get("responseJsonSchema") or {}).get("title")
+
+    return sum(1 for request in fake.requests() if title(request) == "LessonPlan")
 
 
 def test_a_worker_runs_a_lesson_job_end_to_end(service, worker_env, workers, fake_gemini):
