@@ -92,6 +92,8 @@ def make_app(provider_config):
 
     yield build
     for app in apps:
+        # Work a test's turns left beside them (summaries, corrections) ends here, not in a later test's fakes.
+        app.extensions["backend"].executor.shutdown(wait=True)
         app.extensions["backend"].close()
 
 
