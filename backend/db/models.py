@@ -33,6 +33,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def start_of_today() -> datetime:
+    """Midnight of today, UTC: where operators' "today" figures begin."""
+    return utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 class Base(DeclarativeBase):
     """Declarative base of every model."""
 

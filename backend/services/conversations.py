@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from backend.db import conversations as repo
 from backend.db.engine import Database
-from backend.db.models import Conversation, Message
+from backend.db.models import Conversation, Message, start_of_today
 from backend.errors import DatabaseUnavailable
 from backend.schemas.caller import Caller
 from backend.schemas.conversations import ConversationCreate, ConversationPage
@@ -80,7 +79,7 @@ class ConversationService:
         with self._activity_lock:
             if self._activity is not None and time.monotonic() - self._activity[0] < self.ACTIVITY_SECONDS:
                 return self._activity[1]
-            midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+            midnight = start_of_today()
             try:
                 with self._db.session() as session:
                     figures: dict[str, Any] = {**repo.activity_since(session, midnight), "database": "ok"}

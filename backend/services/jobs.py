@@ -5,12 +5,11 @@ engine down at that moment) is still queued in the database, and the sweeper han
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from backend.db import jobs as repo
 from backend.db.engine import Database
-from backend.db.models import Job
+from backend.db.models import Job, start_of_today
 from backend.errors import DatabaseUnavailable
 from backend.schemas.caller import Caller
 from backend.schemas.lessons import LessonInputs
@@ -65,7 +64,7 @@ class JobService:
     def today(self) -> dict[str, int] | None:
         """Every caller's jobs queued and running now, failed and succeeded today (UTC), for operators; None while
         the database does not answer."""
-        midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        midnight = start_of_today()
         try:
             with self._db.session() as session:
                 counts = repo.counts_by_status(session, finished_since=midnight)
