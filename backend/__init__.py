@@ -72,6 +72,7 @@ def register_blueprints(app: Flask) -> None:
     """Mount the API and health blueprints."""
     from backend.api import bp as api_bp
     from backend.breaker_admin import bp as breaker_admin_bp
+    from backend.budget_admin import bp as budget_admin_bp
     from backend.cache_admin import bp as cache_admin_bp
     from backend.conversations import bp as conversations_bp
     from backend.dashboard import bp as dashboard_bp
@@ -88,6 +89,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp)
     app.register_blueprint(cache_admin_bp)
     app.register_blueprint(breaker_admin_bp)
+    app.register_blueprint(budget_admin_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(conversations_bp)
     app.register_blueprint(me_bp)

@@ -22,7 +22,9 @@ from backend.resilience.bulkhead import Bulkhead
 from backend.resilience.policy import ProviderPolicy
 from backend.resilience.retry import RetryPolicy
 from backend.resilience.shared_state import SharedState, build_shared_state
+from backend.resilience.spend_meter import SpendMeter
 from backend.services.analysis import AnalysisService
+from backend.services.budgets import BudgetService
 from backend.services.clips import ClipService
 from backend.services.content import ContentService
 from backend.services.conversations import ConversationService
@@ -67,6 +69,7 @@ class Backend:
     lessons: LessonGenerator
     jobs: JobService
     executor: ThreadPoolExecutor
+    budgets: BudgetService
 
     @property
     def breakers(self) -> dict[str, CircuitBreaker]:
@@ -116,7 +119,8 @@ def build_backend(settings: Settings) -> Backend:
     beside_limit = max(2, settings.web_threads // 2)
     beside = {name: Bulkhead(f"{name} (corrections and summaries)", beside_limit) for name in LANGUAGE_MODELS}
 
-    def policy(provider: str, operation: str, *, personal: bool = False, side: bool = False) -> ProviderPolicy:
+    def policy(provider: str, operation: str, *, personal: bool = False, side: bool = False,
+               metered: bool = True) -> ProviderPolicy:
         # A stand-in's answers are kept only briefly, like partial ones: the primary's replace them soon.
         stand_in = provider != LANGUAGE_MODELS[0] and provider in LANGUAGE_MODELS
         # A learner's conversation is personal: never cached, never shared with another caller's flight.
@@ -125,7 +129,7 @@ def build_backend(settings: Settings) -> Backend:
                               breaker=providers[provider].breaker,
                               bulkhead=beside[provider] if side else providers[provider].bulkhead,
                               retry=retry, partial_ttl=settings.cache_partial_ttl_seconds,
-                              ttl=settings.cache_partial_ttl_seconds if stand_in else None)
+                              ttl=settings.cache_partial_ttl_seconds if stand_in else None, metered=metered)
 
     def routes(operation: str, *, personal: bool = False, side: bool = False) -> list[Route]:
         """The configured language models for one operation, in order of preference."""
@@ -139,7 +143,8 @@ def build_backend(settings: Settings) -> Backend:
                            price_per_hour={"transcribe": settings.price_azure_speech_per_hour,
                                            "pronunciation": settings.price_azure_pronunciation_per_hour})
     speech_out = SynthesisService(providers["azure_tts"].client, AZURE_NOT_CONFIGURED,
-                                  policy("azure_tts", "speech"), policy("azure_tts", "voices"),
+                                  # The voice list is free: listing voices is never refused for a budget.
+                                  policy("azure_tts", "speech"), policy("azure_tts", "voices", metered=False),
                                   price_per_mchars=settings.price_azure_tts_per_mchars)
     database = Database(settings.database_url, pool_size=settings.database_pool_size,
                         timeout_seconds=settings.database_timeout_seconds)
@@ -150,7 +155,7 @@ def build_backend(settings: Settings) -> Backend:
         corrections=routes("corrections", personal=True, side=True),
         summaries=routes("summarize", personal=True, side=True),
         local_corrections=(ProviderPolicy(local_analysis.PROVIDER, "corrections",
-                                          deadline_seconds=settings.request_deadline_seconds),
+                                          deadline_seconds=settings.request_deadline_seconds, metered=False),
                            local_analysis.corrections),
         speech=speech, executor=executor, speech_out=speech_out,
         settings=TurnSettings(lease_seconds=settings.longest_request_seconds + 15,
@@ -167,7 +172,7 @@ def build_backend(settings: Settings) -> Backend:
         analysis=AnalysisService(language_model, routes("analyze"), local=(
             # The in-process answer when no language model can give one: cached briefly, like a stand-in's.
             ProviderPolicy(local_analysis.PROVIDER, "analyze", deadline_seconds=settings.request_deadline_seconds,
-                           cache=shared.cache, ttl=settings.cache_partial_ttl_seconds),
+                           cache=shared.cache, ttl=settings.cache_partial_ttl_seconds, metered=False),
             lambda inputs: local_analysis.analyze(inputs["text"]))),
         content=ContentService(language_model, routes("create_subtopics"), routes("explanation")),
         speech=speech, speech_out=speech_out, clips=ClipService(database), database=database,
@@ -180,6 +185,10 @@ def build_backend(settings: Settings) -> Backend:
                                 routes("lesson_exercises"), max_parallel=3),
         # The web side only writes the job row and hands its id to the engine (backend/jobs); workers run it.
         jobs=JobService(database, JobEngine(settings).enqueue, max_active=settings.max_active_jobs_per_caller),
+        # Daily budgets, counted where the breakers' state lives: Redis, else this host's (or process's) store.
+        budgets=BudgetService(database, SpendMeter(shared.local, shared.redis),
+                              per_caller=settings.budget_daily_usd_per_caller,
+                              per_key=settings.budget_daily_usd_per_key),
     )
 
 

@@ -86,6 +86,7 @@ class ProviderError(AppError):
     code, status, default_message = "PROVIDER_ERROR", 502, "The AI provider failed"
     transient = False
     counts_for_breaker = True
+    shared = True  # whether the followers of an identical request in flight share it (False: the leader's own)
 
     def __init__(self, message: str | None = None, *, provider: str = "", **kwargs: Any):
         super().__init__(message, **kwargs)
@@ -164,6 +165,15 @@ class ProviderBadResponse(ProviderError):
 
     default_message = "The AI provider returned an unusable answer"
     counts_for_breaker = False
+
+
+class BudgetExceeded(ProviderError):
+    """We refuse to call a provider for a caller (or its client key) whose daily budget is spent; Retry-After says
+    when it is worth asking again: the next midnight UTC, or a moment when calls in flight hold the rest."""
+
+    code, status, default_message = "BUDGET_EXCEEDED", 429, "Today's budget for these calls is spent"
+    counts_for_breaker = False
+    shared = False
 
 
 class ProviderUnavailable(ProviderError):

@@ -4,9 +4,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from backend.db import budgets
 from backend.db import jobs as job_repo
 from backend.db.conversations import owned
 from backend.db.models import Conversation, Job, Message, SpeechClip, TurnKey, utcnow
@@ -20,6 +21,8 @@ PURGE_BATCH = 500
 
 def erase(session: Session, caller: Caller) -> dict[str, int]:
     """Delete every conversation, message, turn key and job of the caller; how many of each."""
+    # Not the caller's budget override: it is the operator's enforcement record, not the learner's content, and a
+    # self-service erase must not lift a stricter budget.
     # Every job, running ones included: their worker finds its lease gone at its next step and stops.
     with statement("learner_data.erase_jobs"):
         jobs = _count(session.execute(delete(Job).where(job_repo.owned(caller))
@@ -68,6 +71,7 @@ def export(session: Session, caller: Caller) -> dict[str, Any]:
                                      .order_by(SpeechClip.created_at)))
     with statement("learner_data.export_jobs"):
         jobs = list(session.scalars(select(Job).where(job_repo.owned(caller)).order_by(Job.created_at, Job.id)))
+    budget = budgets.get(session, caller)
     exported = {row.id: _conversation(row) for row in rows}
     for message in messages:
         if message.conversation_id in exported:
@@ -81,7 +85,7 @@ def export(session: Session, caller: Caller) -> dict[str, Any]:
                  "format": clip.format, "created_at": clip.created_at.isoformat()})
     return {"caller": str(caller), "client": caller.client, "user_id": caller.user_id,
             "exported_at": utcnow().isoformat(), "conversations": list(exported.values()),
-            "jobs": [_job(job) for job in jobs]}
+            "jobs": [_job(job) for job in jobs], "budget": _budget(budget)}
 
 
 def purge(session: Session, *, older_than: datetime, keys_older_than: datetime,
@@ -158,9 +162,26 @@ def _job(row: Job) -> dict[str, Any]:
             "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at)}
 
 
+def _budget(override: budgets.Override | None) -> dict[str, Any] | None:
+    # None: no override, the default budget applies; {"daily_usd": None}: an operator made the caller unlimited.
+    if override is None:
+        return None
+    return {"daily_usd": override.daily_usd, "updated_at": override.updated_at.isoformat()}
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
 def _count(result: Any) -> int:
     return int(result.rowcount or 0)
+
+
+def counts(session: Session, caller: Caller) -> dict[str, int]:
+    """How many conversations and jobs the caller has stored (GET /api/me/usage)."""
+    with statement("learner_data.count_conversations"):
+        conversations = session.scalar(select(func.count()).select_from(Conversation)
+                                       .where(owned(Conversation, caller)))
+    with statement("learner_data.count_jobs"):
+        jobs = session.scalar(select(func.count()).select_from(Job).where(job_repo.owned(caller)))
+    return {"conversations": int(conversations or 0), "jobs": int(jobs or 0)}

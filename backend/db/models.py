@@ -158,3 +158,15 @@ class Job(Base):
 
     __table_args__ = (Index("ix_jobs_owner_status", "client", "user_id", "status"),
                       Index("ix_jobs_status_lease", "status", "lease_until"), Index("ix_jobs_created", "created_at"))
+
+
+class BudgetOverride(Base):
+    """An operator's daily USD budget for one caller, in place of the default: kept in the database because it is an
+    enforcement decision that must outlive restarts and caches. ``daily_usd`` None is an explicit "unlimited"."""
+
+    __tablename__ = "budget_overrides"
+
+    client: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True, default="")
+    daily_usd: Mapped[float | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

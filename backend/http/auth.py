@@ -13,10 +13,12 @@ from typing import Callable, TypeVar
 from flask import g, request
 
 from backend.errors import Forbidden, RateLimited, Unauthorized
+from backend.http.caller import current_caller
 from backend.http.client_address import request_address
 from backend.http.context import current_backend
 from backend.observability import metrics
 from backend.observability.access_log import route_template
+from backend.resilience import spend
 from backend.resilience.store import StoreUnavailable
 
 F = TypeVar("F", bound=Callable)
@@ -128,7 +130,12 @@ def require_client_key(view: F) -> F:
             g.client_name = client
         else:
             g.client_name = "anonymous"
-        return view(*args, **kwargs)
+        # Whatever the view's calls cost is charged to this caller, and admitted against its daily budgets.
+        token = spend.enter(current_backend().budgets.account(current_caller()))
+        try:
+            return view(*args, **kwargs)
+        finally:
+            spend.leave(token)
 
     return wrapper  # type: ignore[return-value]
 

@@ -29,6 +29,8 @@ from backend.http.envelope import fail
 from backend.observability import metrics
 from backend.observability.access_log import route_template
 from backend.resilience.rate_window import MovingWindowLimiter, Quota, Verdict
+from backend.resilience.spend import utc_day
+from backend.resilience.spend_meter import requests_key
 from backend.resilience.store import MemoryStore
 from backend.schemas.caller import USER_ID
 from backend.settings import Settings
@@ -116,7 +118,7 @@ def init_ai_limits(app: Flask, settings: Settings, limiter: MovingWindowLimiter,
         _enforce(limiter, [
             Quota(f"ai:{caller_key()}", per_caller.amount, per_caller.get_expiry()),
             Quota(f"ai-key:{client_key()}", per_key.amount, per_key.get_expiry()),
-        ], gates)
+        ], gates, _requests_counter())
 
 
 def init_address_limits(app: Flask, limiter: MovingWindowLimiter, limits: dict[str, str]) -> None:
@@ -130,9 +132,21 @@ def init_address_limits(app: Flask, limiter: MovingWindowLimiter, limits: dict[s
             _enforce(limiter, [Quota(f"{request.endpoint}:{address_key()}", limit.amount, limit.get_expiry())])
 
 
-def _enforce(limiter: MovingWindowLimiter, quotas: list[Quota], gates: tuple[str, ...] = ()) -> None:
+def _requests_counter() -> tuple[str, ...]:
+    """Where this AI request is counted among its caller's requests today (GET /api/me/usage), in the rate limits'
+    round trip; nowhere for a request without a valid key (refused with 401 anyway) or with an invalid X-User-ID."""
+    keys_set = bool(current_backend().settings.client_keys)
+    name = _key_name() if keys_set else "anonymous"
+    user = request.headers.get("X-User-ID")
+    if name is None or (user is not None and not USER_ID.match(user)):
+        return ()
+    return (requests_key(utc_day(time.time()), f"{name}:{user}" if user else name),)
+
+
+def _enforce(limiter: MovingWindowLimiter, quotas: list[Quota], gates: tuple[str, ...] = (),
+             counters: tuple[str, ...] = ()) -> None:
     """Take the request's slots, or refuse it with a 429 saying when to retry."""
-    verdict = limiter.hit(quotas, gates)
+    verdict = limiter.hit(quotas, gates, counters)
     if verdict.gate is not None:
         refuse_locked(verdict.gate)
     g.auth_lock_checked = bool(gates) and verdict.gates_checked

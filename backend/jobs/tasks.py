@@ -24,6 +24,8 @@ from backend.db import jobs as repo
 from backend.db.models import utcnow
 from backend.errors import AppError, DatabaseUnavailable
 from backend.observability.metrics import JOB_DURATION, JOBS_TOTAL
+from backend.resilience import spend
+from backend.schemas.caller import Caller
 from backend.services.lessons import LessonCancelled
 
 if TYPE_CHECKING:
@@ -95,11 +97,14 @@ def run_lesson(backend: Backend, job_id: str, *, stopping: threading.Event,
         job = repo.claim(session, job_id, token=token, lease_seconds=settings.job_lease_seconds,
                          max_attempts=settings.job_max_attempts)
         inputs: dict[str, Any] = dict(job.inputs) if job is not None else {}
-    if job is None:
+        caller = Caller(job.client, job.user_id) if job is not None else None
+    if job is None or caller is None:
         return "skipped"
     run, started = _Run(backend, job_id, token, stopping), time.monotonic()
     try:
-        lesson = backend.lessons.generate(inputs, on_step=run.on_step, should_stop=run.should_stop)
+        # The job's steps are charged to the caller who asked for it, within its daily budgets.
+        with spend.paying(backend.budgets.account(caller)):
+            lesson = backend.lessons.generate(inputs, on_step=run.on_step, should_stop=run.should_stop)
         outcome = _finish(backend, job_id, token, "succeeded", result=lesson)
     except LessonCancelled:
         outcome = _stopped(backend, run, hand_back)

@@ -21,6 +21,7 @@ def create() -> Response:
     """Queue a lesson: 202 with where to follow it."""
     backend, inputs = current_backend(), json_body(LessonInputs)
     backend.lessons.check_configured()
+    backend.budgets.check(current_caller())  # a lesson's calls are paid: refused now, not failed in its worker
     accepted = backend.jobs.submit(current_caller(), inputs)
     return ok(accepted, status=202, headers={"Location": accepted["status_url"]})
 

@@ -45,6 +45,11 @@ class LLMClient(Protocol):
         """The time an answer to ``prompt`` needs beyond a short prompt's (long texts get long answers)."""
         ...
 
+    def cost_bound(self, text: str) -> float:
+        """The most one call whose input is ``text`` (instruction and messages) can cost, in USD: held against the
+        caller's daily budget while the call runs."""
+        ...
+
     def generate_json(self, *, system: str, prompt: str, schema: type[BaseModel],
                       timeout: float | None = None) -> LLMAnswer:
         """A JSON answer meant to match ``schema`` (parsing and repair are backend.llm's)."""
@@ -66,3 +71,8 @@ class LLMClient(Protocol):
     def close(self) -> None:
         """Release connections (on worker exit)."""
         ...
+
+
+def input_text(system: str, messages: Sequence[Message]) -> str:
+    """All the text a conversation's call sends (what its cost bound is computed from)."""
+    return "\n".join([system, *(message.text for message in messages)])

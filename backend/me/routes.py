@@ -15,3 +15,10 @@ from backend.me import bp
 def erase() -> Response:
     """Erase everything stored for the caller; how much of each kind was deleted."""
     return ok({"deleted": current_backend().learner_data.erase(current_caller())})
+
+
+@bp.get("/usage")
+@require_client_key
+def usage() -> Response:
+    """Today's spend and requests, the caller's budget and what is left of it, and what the caller keeps."""
+    return ok(current_backend().budgets.usage(current_caller()))

@@ -43,6 +43,19 @@ def charging(book: Ledger) -> Iterator[Ledger]:
         _current.reset(token)
 
 
+@contextmanager
+def within(book: Ledger) -> Iterator[Ledger]:
+    """Charge the calls made inside the block to ``book`` and to the ledgers open around the block: a stream's own
+    ledger, kept across its pieces, beneath whichever ledger is open as each piece is read."""
+    book.parent = _current.get()
+    token = _current.set(book)
+    try:
+        yield book
+    finally:
+        _current.reset(token)
+        book.parent = None
+
+
 def charge(provider: str, cost_usd: float, *, tokens: dict[str, int] | None = None,
            audio_seconds: float | None = None) -> None:
     """Record a call's usage and estimated cost in the metrics and the open ledger."""
@@ -76,3 +89,8 @@ class TokenPrices:
     def cost(self, usage: dict[str, int]) -> float:
         output = usage.get("output", 0) + usage.get("thoughts", 0)
         return (usage.get("prompt", 0) * self.input_per_mtok + output * self.output_per_mtok) / 1_000_000
+
+    def bound(self, text: str, output_limit: int) -> float:
+        """The most one call can cost: no token is shorter than a UTF-8 byte (plus a message template's few
+        tokens), and the whole output limit (thinking included) may be used."""
+        return self.cost({"prompt": len(text.encode()) + 64, "output": output_limit})

@@ -54,6 +54,10 @@ CONVERSATION_TURNS = Counter("conversation_turns_total", "Conversation turns by 
 JOBS_TOTAL = Counter("jobs_total", "Background job runs by outcome", ["kind", "status"])
 JOB_DURATION = Histogram("job_duration_seconds", "Background job run duration", ["kind"],
                          buckets=(0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600))
+# Spend controls (backend/resilience/spend.py): calls refused because a daily budget (a caller's, or its client
+# key's: scope) was spent, and what paid calls cost, per client key (keys are configured, so the label is bounded).
+BUDGET_REFUSALS = Counter("budget_refusals_total", "Calls refused because a daily budget was spent", ["scope"])
+BUDGET_SPEND = Counter("budget_spend_usd_total", "Provider spend charged to callers, per client key", ["key"])
 
 
 def multiprocess_dir() -> str | None:

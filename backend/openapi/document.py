@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from backend.openapi.budgets import budget_paths
 from backend.openapi.common import (
     ADMIN,
     CLIENT,
@@ -120,6 +121,7 @@ def build_document(breakers: tuple[str, ...] = ()) -> dict[str, Any]:
         **conversation_paths(ref),
         **speech_paths(ref),
         **lesson_paths(ref),
+        **budget_paths(ref),
     }
     return {
         "openapi": "3.1.0",

@@ -69,6 +69,9 @@ class GeminiClient:
         """The time a prompt's answer needs beyond a short one's: long texts get long answers."""
         return len(prompt) / 1000 * self._input_seconds_per_1k_chars
 
+    def cost_bound(self, text: str) -> float:
+        return self._prices.bound(text, self._max_output_tokens + max(0, self._thinking_budget))
+
     def generate_json(self, *, system: str, prompt: str, schema: type[BaseModel],
                       timeout: float | None = None) -> LLMAnswer:
         """Ask for JSON matching ``schema``; raise a ProviderError subclass on any failure."""

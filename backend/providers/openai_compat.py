@@ -107,6 +107,9 @@ class OpenAICompatClient:
         """The time a prompt's answer needs beyond a short one's: long texts get long answers."""
         return len(prompt) / 1000 * self._input_seconds_per_1k_chars
 
+    def cost_bound(self, text: str) -> float:
+        return self._prices.bound(text, self._max_output_tokens)
+
     def _seconds(self, timeout: float | None, input_seconds: float) -> float:
         limit = self._timeout_seconds + input_seconds
         return min(timeout, limit) if timeout is not None else limit

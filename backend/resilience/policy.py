@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from backend.errors import (
     AppError,
+    BudgetExceeded,
     ProviderError,
     ProviderInputTimeout,
     ProviderNotConfigured,
@@ -16,6 +17,7 @@ from backend.errors import (
 )
 from backend.observability import cost, metrics
 from backend.observability.decisions import record_decision
+from backend.resilience import spend
 from backend.resilience.breaker import CircuitBreaker
 from backend.resilience.bulkhead import Bulkhead
 from backend.resilience.cache import TieredCache
@@ -45,7 +47,7 @@ class ProviderPolicy:
     def __init__(self, provider: str, operation: str, *, deadline_seconds: float, cache: TieredCache | None = None,
                  flights: SingleFlight | None = None, breaker: CircuitBreaker | None = None,
                  bulkhead: Bulkhead | None = None, retry: RetryPolicy | None = None, partial_ttl: float = 300.0,
-                 ttl: float | None = None):
+                 ttl: float | None = None, metered: bool = True):
         self.provider = provider
         self.operation = operation
         self.deadline_seconds = deadline_seconds
@@ -56,13 +58,19 @@ class ProviderPolicy:
         self.retry = retry or RetryPolicy(1)
         self.partial_ttl = partial_ttl
         self.ttl = ttl  # of a complete answer (None: the namespace's); a stand-in provider's answers are kept briefly
+        # Paid calls are admitted against the caller's daily budget (backend.resilience.spend); in-process answers
+        # and free listings are not.
+        self.metered = metered
 
-    def execute(self, key: str, call: Call, *, input_seconds: float = 0.0, deadline: float | None = None) -> Outcome:
+    def execute(self, key: str, call: Call, *, input_seconds: float = 0.0, deadline: float | None = None,
+                cost_bound: float = 0.0) -> Outcome:
         """Return the value for ``key``: a fresh cache hit, else one upstream call per flight, else stale.
 
         ``input_seconds`` is the time this input legitimately needs beyond a small one's (long audio, a long text):
         it extends the deadline, and the breaker judges the call's slowness net of it. ``deadline`` (monotonic) is
-        the request's, when a provider chain shares one between its providers.
+        the request's, when a provider chain shares one between its providers. ``cost_bound`` (USD) is what the
+        upstream call can cost at most: held against the caller's budget while it runs, so calls running at once
+        cannot together pass the budget by more than one call's cost.
         """
         if deadline is None:
             deadline = self.deadline_for(input_seconds)
@@ -81,13 +89,14 @@ class ProviderPolicy:
                 self._through_breaker(self.breaker.refuse_if_known_open)
             with self._bulkhead_slot():
                 if self.flights is None:
-                    value, _ = self._compute(key, call, deadline, token, input_seconds)
+                    value, _ = self._compute(key, call, deadline, token, input_seconds, cost_bound)
                     return Outcome(value, "MISS", self.provider)
                 (value, spent), led = self.flights.run(key, lambda: self._compute(key, call, deadline, token,
-                                                                                  input_seconds),
+                                                                                  input_seconds, cost_bound),
                                                        lambda: self._fresh_value(key, token), deadline)
         except ProviderError as exc:
-            metrics.AI_ERRORS.labels(self.operation, type(exc).__name__).inc()
+            if not isinstance(exc, BudgetExceeded):  # the caller's spending, not the operation's health
+                metrics.AI_ERRORS.labels(self.operation, type(exc).__name__).inc()
             if entry is not None and _stale_may_answer(exc):
                 record_decision(self.provider, self.operation, "served_stale", error=type(exc).__name__)
                 return Outcome(entry.value, "STALE", self.provider)
@@ -102,14 +111,18 @@ class ProviderPolicy:
         return time.monotonic() + self.deadline_seconds + input_seconds
 
     def _compute(self, key: str, call: Call, deadline: float, token: str | None,
-                 input_seconds: float) -> tuple[Any, float]:
-        """Make the upstream call within what is left of the deadline; cache a good answer with its cost."""
-        if deadline - time.monotonic() <= 0:
+                 input_seconds: float, cost_bound: float) -> tuple[Any, float]:
+        """Make the upstream call within what is left of the deadline, admitted against the budget of whoever pays
+        (only the flight's leader gets here: a hit or a joined flight is free); cache a good answer with its cost."""
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise ProviderTimeout("No time left for the provider call", provider=self.provider)
         started = time.perf_counter()
+        paid = spend.paid_call(self.provider, self.operation, cost_bound, left) if self.metered else nullcontext()
         with cost.ledger() as book:
             try:
-                value = self._guarded(call, deadline, input_seconds)
+                with paid:
+                    value = self._guarded(call, deadline, input_seconds)
             finally:
                 metrics.AI_DURATION.labels(self.operation, self.provider).observe(time.perf_counter() - started)
         if self.cache is not None:

@@ -7,7 +7,8 @@ Redis cannot be reached, the local store given decides (its Python twin works on
 
 A request may also name gates: keys of the shared store whose presence refuses it outright, taking no slot (an
 address locked out for guessing keys). The script checks them in the same round trip; the local twin does not
-(they live in another store), and its verdict says so, leaving the caller to check them itself.
+(they live in another store), and its verdict says so, leaving the caller to check them itself. And it may name
+counters, incremented when the request is allowed (a caller's requests today), in the same round trip too.
 
 Both twins ignore request times later than their clock's now: those were written before the clock stepped back
 (NTP, an operator, a host rebooted with the disk store kept), and counting them would hold a caller off until the
@@ -66,28 +67,37 @@ class MovingWindowLimiter:
         self.clock = clock
         self._lua = redis.script(LUA) if redis is not None else None
 
-    def hit(self, quotas: list[Quota], gates: tuple[str, ...] = ()) -> Verdict:
+    def hit(self, quotas: list[Quota], gates: tuple[str, ...] = (), counters: tuple[str, ...] = (),
+            counter_ttl: float = 172800.0) -> Verdict:
         """Take a slot from each quota if all have one; otherwise take nothing and say which refused. The first
         quota is the one reported when all allow (the others are guards: counting them would cost more). A gate
-        present in Redis refuses the request before any quota is looked at."""
+        present in Redis refuses the request before any quota is looked at. An allowed request adds one to each
+        counter (created to live ``counter_ttl`` seconds)."""
         if self._lua is not None and self.redis is not None and self.redis.available():
             try:
-                return self._hit_redis(quotas, gates)
+                return self._hit_redis(quotas, gates, counters, counter_ttl)
             except StoreUnavailable:
                 pass  # Redis went away: the local store decides until it is back
         try:
-            return self._hit_local(quotas)
+            verdict = self._hit_local(quotas)
+            if verdict.allowed:
+                for counter in counters:
+                    self.local.incr(counter, 1, counter_ttl)
+            return verdict
         except StoreUnavailable:
             # Nowhere to count: allow rather than fail every request (the outage is logged by the store).
             first = quotas[0]
             now = self.clock()
             return Verdict(True, first.limit, first.limit, now + first.window, now, first.window)
 
-    def _hit_redis(self, quotas: list[Quota], gates: tuple[str, ...]) -> Verdict:
+    def _hit_redis(self, quotas: list[Quota], gates: tuple[str, ...], counters: tuple[str, ...],
+                   counter_ttl: float) -> Verdict:
         redis, lua = self.redis, self._lua
         assert redis is not None and lua is not None
-        keys = [redis.k(f"ratelimit:{q.key}") for q in quotas] + [redis.k(gate) for gate in gates]
-        args = [len(quotas)] + [value for q in quotas for value in (q.limit, repr(float(q.window)))]
+        keys = ([redis.k(f"ratelimit:{q.key}") for q in quotas] + [redis.k(gate) for gate in gates]
+                + [redis.k(counter) for counter in counters])
+        args = ([len(quotas)] + [value for q in quotas for value in (q.limit, repr(float(q.window)))]
+                + [len(gates), max(1, int(counter_ttl))])
         allowed, index, remaining, reset_at, now, *gate = redis.call(lambda: lua(keys=keys, args=args))
         quota = quotas[int(index) - 1] if int(index) > 0 else quotas[0]
         return Verdict(bool(int(allowed)), quota.limit, int(remaining), float(reset_at), float(now), quota.window,
@@ -140,9 +150,11 @@ LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
--- ARGV[1] is the number of quotas; the keys after theirs are gates: one present refuses, taking nothing.
+-- ARGV[1] is the number of quotas; the keys after theirs are gates (ARGV[2n+2] of them): one present refuses,
+-- taking nothing; the keys after the gates are counters, incremented when the request is allowed.
 local n = tonumber(ARGV[1])
-for g = n + 1, #KEYS do
+local gates = tonumber(ARGV[2 * n + 2]) or (#KEYS - n)
+for g = n + 1, n + gates do
   local closed = redis.pcall('GET', KEYS[g])  -- pcall: a key of another type reads as open, never an error
   if type(closed) == 'string' then return {0, 0, 0, tostring(now), tostring(now), closed} end
 end
@@ -183,6 +195,9 @@ for i = 1, n do
   -- The reported quota keeps only its live entries; the others at most their limit.
   redis.call('LTRIM', KEYS[i], 0, i == 1 and lo or tonumber(ARGV[2 * i]) - 1)
   redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2 * i + 1]) * 1000))
+end
+for c = n + gates + 1, #KEYS do
+  if redis.call('INCR', KEYS[c]) == 1 then redis.call('EXPIRE', KEYS[c], tonumber(ARGV[2 * n + 3])) end
 end
 local oldest = lo > 0 and tonumber(redis.call('LINDEX', KEYS[1], lo)) or now
 return {1, 1, limit - lo - 1, tostring(oldest + window), tostring(now)}

@@ -43,11 +43,18 @@ class SingleFlight:
     def run(self, key: str, compute: Callable[[], T], shared_result: Callable[[], T | None],
             deadline: float) -> tuple[T, bool]:
         """Return (value, led): led is False when the value came from another caller's upstream call."""
-        with self._lock:
-            existing = self._flights.get(key)
-            flight = existing if existing is not None else self._flights.setdefault(key, _Flight())
-        if existing is not None:
-            return self._follow_locally(flight, deadline), False
+        while True:
+            with self._lock:
+                existing = self._flights.get(key)
+                flight = existing if existing is not None else self._flights.setdefault(key, _Flight())
+            if existing is None:
+                break
+            try:
+                return self._follow_locally(flight, deadline), False
+            except errors.ProviderError as exc:
+                if exc.shared:
+                    raise
+                # The leader's own refusal (its caller's budget), not the provider's answer: ask again ourselves.
         try:
             flight.value, led = self._lead(key, compute, shared_result, deadline)
             return flight.value, led
@@ -89,7 +96,7 @@ class SingleFlight:
         try:
             value = compute()
         except BaseException as exc:
-            if isinstance(exc, errors.ProviderError):
+            if isinstance(exc, errors.ProviderError) and exc.shared:
                 self._publish_error(key, token, exc)  # before the release: a follower sees one or the other
             self._release(lock_key, token)
             raise

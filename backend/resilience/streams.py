@@ -14,9 +14,10 @@ import time
 from contextlib import ExitStack
 from typing import Any, Callable, Iterator
 
-from backend.errors import ProviderBadResponse, ProviderError, ProviderTimeout
-from backend.observability import metrics
+from backend.errors import BudgetExceeded, ProviderBadResponse, ProviderError, ProviderTimeout
+from backend.observability import cost, metrics
 from backend.observability.decisions import record_decision
+from backend.resilience import spend
 from backend.resilience.breaker import Permit
 from backend.resilience.policy import ProviderPolicy
 
@@ -24,34 +25,42 @@ logger = logging.getLogger(__name__)
 Start = Callable[[float], Iterator[str]]
 
 
-def open_stream(policy: ProviderPolicy, start: Start, *, deadline: float,
-                input_seconds: float = 0.0) -> ProviderStream:
+def open_stream(policy: ProviderPolicy, start: Start, *, deadline: float, input_seconds: float = 0.0,
+                cost_bound: float = 0.0) -> ProviderStream:
     """Start ``start(seconds_left)`` through ``policy`` and return its stream once the first piece arrived.
 
     Raises the provider's error (or PROVIDER_UNAVAILABLE for an open breaker or a full bulkhead, PROVIDER_TIMEOUT
-    when ``deadline``, monotonic, already passed) with nothing sent to anyone, and nothing held.
+    when ``deadline``, monotonic, already passed, BUDGET_EXCEEDED when whoever pays has spent its budget) with
+    nothing sent to anyone, and nothing held. ``cost_bound`` is held against that budget until the stream ends.
     """
     slot = ExitStack()
+    book = cost.Ledger()  # what this stream costs, settled against the payer's budget when it ends
+    hold: spend.Hold | None = None
     try:
         if policy.breaker is not None:
             policy.through_breaker(policy.breaker.refuse_if_known_open)
-        if deadline - time.monotonic() <= 0:
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise ProviderTimeout("No time left for the provider call", provider=policy.provider)
         slot.enter_context(policy.bulkhead_slot())
+        if policy.metered:
+            hold = spend.admit_current(policy.provider, policy.operation, cost_bound, left)
         started = time.perf_counter()
         try:
             permit = policy.permit()
-            pieces, first, first_seconds = _first_piece(policy, start, permit, deadline, input_seconds)
+            with cost.within(book):
+                pieces, first, first_seconds = _first_piece(policy, start, permit, deadline, input_seconds)
         except BaseException:
             metrics.AI_DURATION.labels(policy.operation, policy.provider).observe(time.perf_counter() - started)
             raise
     except BaseException as exc:
         slot.close()
-        if isinstance(exc, ProviderError):
+        spend.settle(hold, book.cost_usd)
+        if isinstance(exc, ProviderError) and not isinstance(exc, BudgetExceeded):
             metrics.AI_ERRORS.labels(policy.operation, type(exc).__name__).inc()
         raise
     return ProviderStream(policy, pieces, first, permit=permit, slot=slot, started=started,
-                          first_seconds=first_seconds)
+                          first_seconds=first_seconds, hold=hold, book=book)
 
 
 def _first_piece(policy: ProviderPolicy, start: Start, permit: Permit | None, deadline: float,
@@ -96,7 +105,8 @@ class ProviderStream:
     """
 
     def __init__(self, policy: ProviderPolicy, pieces: Iterator[str], first: str, *, permit: Permit | None,
-                 slot: ExitStack, started: float, first_seconds: float):
+                 slot: ExitStack, started: float, first_seconds: float, hold: spend.Hold | None = None,
+                 book: cost.Ledger | None = None):
         self.provider = policy.provider
         self.answer: Any = None  # the generator's return value (an LLMAnswer); resilience knows no model types
         self._policy = policy
@@ -106,6 +116,8 @@ class ProviderStream:
         self._slot = slot
         self._started = started
         self._first_seconds = first_seconds
+        self._hold = hold
+        self._book = book or cost.Ledger()
         self._lock = threading.Lock()
         self._ended = False
 
@@ -119,7 +131,8 @@ class ProviderStream:
         if self._ended:
             raise StopIteration(self.answer)
         try:
-            piece = next(self._pieces)
+            with cost.within(self._book):
+                piece = next(self._pieces)
         except StopIteration as stop:
             self.answer = stop.value
             self._end(None)
@@ -158,9 +171,11 @@ class ProviderStream:
             self._ended = True
         try:
             if abandoned:
-                _close_quietly(self._pieces, self._policy)
+                with cost.within(self._book):  # an abandoned stream's usage is charged as it closes
+                    _close_quietly(self._pieces, self._policy)
             self._judge(exc, abandoned)
         finally:
+            spend.settle(self._hold, self._book.cost_usd)
             self._slot.close()
             metrics.AI_DURATION.labels(self._policy.operation, self.provider).observe(
                 time.perf_counter() - self._started)

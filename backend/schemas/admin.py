@@ -22,3 +22,17 @@ class ResetRequest(BaseModel):
 class OpenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: ProviderName
+
+
+class BudgetRequest(BaseModel):
+    """PUT /api/admin/budgets/{caller}: one caller's daily budget in USD; null = no budget at all for this caller."""
+
+    model_config = ConfigDict(extra="forbid")
+    daily_usd: Optional[float] = Field(..., ge=0, le=1_000_000, allow_inf_nan=False)
+
+
+class CallersQuery(BaseModel):
+    """GET /api/admin/callers?limit= (and GET /api/admin/budgets?limit=)."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(20, ge=1, le=1000)

@@ -87,8 +87,10 @@ class LanguageModel:
             deadline = deadline if deadline is not None else route.policy.deadline_for(input_seconds)
             key = cache_key(task.namespace, task.version, route.client.model, inputs)
             try:
+                # A re-ask of an unusable answer is a second call within the same admission.
+                bound = route.client.cost_bound(task.system + prompt) * (2 if self.reask else 1)
                 outcome = route.policy.execute(key, self._call(route.client, task, prompt, inputs),
-                                               input_seconds=input_seconds, deadline=deadline)
+                                               input_seconds=input_seconds, deadline=deadline, cost_bound=bound)
             except ProviderError as exc:
                 if not may_fall_back(exc):
                     raise

@@ -42,7 +42,8 @@ class SpeechService:
             return result
 
         # Long audio legitimately takes longer: the deadline, the call's limit and the breaker's judgement allow for it.
-        return self._transcribe_policy.execute(key, call, input_seconds=azure.input_seconds(audio.duration_seconds))
+        return self._transcribe_policy.execute(key, call, input_seconds=azure.input_seconds(audio.duration_seconds),
+                                               cost_bound=self._cost("transcribe", audio))
 
     def assess(self, audio: DecodedAudio, reference_text: str, language: str) -> Outcome:
         """Return pronunciation scores of the recording against the reference text."""
@@ -60,9 +61,12 @@ class SpeechService:
             return result
 
         return self._pronunciation_policy.execute(key, call,
-                                                  input_seconds=azure.input_seconds(audio.duration_seconds))
+                                                  input_seconds=azure.input_seconds(audio.duration_seconds),
+                                                  cost_bound=self._cost("pronunciation", audio))
+
+    def _cost(self, feature: str, audio: DecodedAudio) -> float:
+        """Azure bills recognised audio by the second: known before the call."""
+        return audio.duration_seconds / 3600 * self._price_per_hour.get(feature, 0.0)
 
     def _charge(self, feature: str, audio: DecodedAudio) -> None:
-        """Azure bills recognised audio by the second."""
-        price = self._price_per_hour.get(feature, 0.0)
-        charge("azure_speech", audio.duration_seconds / 3600 * price, audio_seconds=audio.duration_seconds)
+        charge("azure_speech", self._cost(feature, audio), audio_seconds=audio.duration_seconds)

@@ -70,12 +70,13 @@ class SynthesisService:
         def call(timeout: float) -> bytes:
             audio = azure.synthesize(request.text, request.language, request.voice, request.rate, request.format,
                                      timeout=timeout)
-            characters = len(request.text)
-            metrics.AI_TTS_CHARACTERS.labels(PROVIDER).inc(characters)
-            charge(PROVIDER, characters / 1_000_000 * self._price_per_mchars)
+            metrics.AI_TTS_CHARACTERS.labels(PROVIDER).inc(len(request.text))
+            charge(PROVIDER, price)
             return audio
 
-        return self._policy.execute(key, call)
+        # Synthesis is billed by the character: its cost is known before the call.
+        price = len(request.text) / 1_000_000 * self._price_per_mchars
+        return self._policy.execute(key, call, cost_bound=price)
 
     def voices(self, language: str) -> Outcome:
         """The voices of a language (cached like any answer: a day by default)."""

@@ -12,8 +12,10 @@ import logging
 from typing import Any, Callable, Iterator
 
 from backend.errors import AppError, ProviderError, ProviderNotConfigured, ServiceUnavailable
+from backend.llm.client import input_text
 from backend.observability import cost, metrics
 from backend.observability.decisions import record_decision
+from backend.resilience import spend
 from backend.resilience.bulkhead import Bulkhead
 from backend.resilience.streams import ProviderStream, open_stream
 from backend.schemas.caller import Caller
@@ -69,7 +71,8 @@ class TurnStreams:
 
             try:
                 with cost.charging(begun.book):
-                    return open_stream(route.policy, start, deadline=begun.deadline)
+                    return open_stream(route.policy, start, deadline=begun.deadline,
+                                       cost_bound=route.client.cost_bound(input_text(system, messages)))
             except ProviderError as exc:
                 if not may_fall_back(exc):
                     raise
@@ -92,7 +95,8 @@ class TurnStreams:
                     break
                 pieces.append(piece)
                 yield "delta", {"text": piece}
-            result = self._turns.finish(begun, "".join(pieces), stream.provider)
+            with spend.paying(begun.account):  # the request has returned; its caller still pays for speech, summary
+                result = self._turns.finish(begun, "".join(pieces), stream.provider)
             finished = True
             metrics.CONVERSATION_TURNS.labels("answered", "stream").inc()
             yield "done", result.body()

@@ -10,6 +10,7 @@ from typing import Any
 from backend.db.models import Conversation
 from backend.media.audio import DecodedAudio
 from backend.observability import cost
+from backend.resilience import spend
 from backend.schemas.caller import Caller
 from backend.services import tutor
 
@@ -55,6 +56,8 @@ class Begun:
     text: str = ""
     book: cost.Ledger = field(default_factory=cost.Ledger)
     corrections: Future | None = None
+    # Who pays for the turn's calls: the request's account, kept for the steps a stream takes after the request.
+    account: spend.Account | None = field(default_factory=spend.current)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from backend.db.engine import Database
 from backend.db.speech_clips import Spoken
 from backend.errors import AppError, ProviderError, ProviderNotConfigured, ValidationFailed
 from backend.llm.client import Message as Turn
+from backend.llm.client import input_text
 from backend.llm.corrections import CORRECTIONS
 from backend.observability import cost, metrics
 from backend.observability.decisions import record_decision
@@ -103,7 +104,8 @@ class TurnService:
 
             try:
                 with cost.charging(begun.book):
-                    outcome = route.policy.execute(f"turn:{begun.token}", call, deadline=begun.deadline)
+                    outcome = route.policy.execute(f"turn:{begun.token}", call, deadline=begun.deadline,
+                                                   cost_bound=route.client.cost_bound(input_text(system, messages)))
                 return outcome.value, outcome.provider
             except ProviderError as exc:
                 if not may_fall_back(exc):
@@ -239,7 +241,8 @@ class TurnService:
                     return client.generate_text(system=tutor.SUMMARY_SYSTEM, messages=messages, timeout=timeout).text
 
                 try:
-                    outcome = route.policy.execute(f"summary:{begun.token}", call)
+                    outcome = route.policy.execute(f"summary:{begun.token}", call, cost_bound=route.client.cost_bound(
+                        input_text(tutor.SUMMARY_SYSTEM, messages)))
                 except ProviderError as exc:
                     if may_fall_back(exc):
                         continue

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.schemas.hosts import parse_allowed_hosts
+from backend.settings.budgets import BudgetSettings
 from backend.settings.database import DatabaseSettings
 from backend.settings.jobs import JobSettings
 from backend.settings.providers import AzureSpeechSettings, FallbackSettings, GeminiSettings
@@ -25,7 +26,8 @@ CacheMode = Literal["memory", "disk", "redis", "redis_only", "auto"]
 KUBERNETES_SECRETS = Path("/var/run/secrets/kubernetes.io")
 
 
-class Settings(GeminiSettings, FallbackSettings, AzureSpeechSettings, DatabaseSettings, JobSettings, BaseSettings):
+class Settings(GeminiSettings, FallbackSettings, AzureSpeechSettings, DatabaseSettings, JobSettings, BudgetSettings,
+               BaseSettings):
     """Every variable of the contract, with its default and its bounds; each provider's own in its group
     (backend/settings/providers.py)."""
 
