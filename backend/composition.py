@@ -129,7 +129,8 @@ def build_backend(settings: Settings) -> Backend:
                               breaker=providers[provider].breaker,
                               bulkhead=beside[provider] if side else providers[provider].bulkhead,
                               retry=retry, partial_ttl=settings.cache_partial_ttl_seconds,
-                              ttl=settings.cache_partial_ttl_seconds if stand_in else None, metered=metered)
+                              ttl=settings.cache_partial_ttl_seconds if stand_in else None, metered=metered,
+                              holds=not side)
 
     def routes(operation: str, *, personal: bool = False, side: bool = False) -> list[Route]:
         """The configured language models for one operation, in order of preference."""

@@ -14,7 +14,8 @@ HEALTH_VALUES = {"healthy": 1.0, "degraded": 0.5, "unhealthy": 0.0}
 
 
 class LiveStateCollector(Collector):
-    """circuit_breaker_state{name}, service_health_status{service} and job_queue_depth{kind}, read now."""
+    """circuit_breaker_state{name}, service_health_status{service}, job_queue_depth{kind}, read now, and
+    budget_daily_usd_per_key (the setting)."""
 
     def __init__(self, backend) -> None:
         self.backend = backend
@@ -48,6 +49,12 @@ class LiveStateCollector(Collector):
             except DatabaseUnavailable:
                 pass
         yield depth
+        # The per-key daily budget, which the BackendAIKeyBudgetBurnRate alert (config/prometheus/alerts.yml) compares
+        # each key's spend with. Absent without one: the alert then matches nothing, rather than comparing with 0.
+        per_key = self.backend.settings.budget_daily_usd_per_key
+        if per_key is not None:
+            yield GaugeMetricFamily("budget_daily_usd_per_key", "Daily budget of each client key in USD "
+                                    "(BUDGET_DAILY_USD_PER_KEY)", value=float(per_key))
 
 
 def live_registry(backend) -> CollectorRegistry:

@@ -16,7 +16,10 @@ from backend.observability import metrics
 Totals = dict[str, Any]
 # Counters summed as they are, by their labels.
 _FLAT = ("cache_operations_total", "ai_upstream_calls_total", "ai_tokens_total", "ai_answers_total",
-         "ai_cost_usd_total", "ai_cost_avoided_usd_total", "rate_limited_total", "ai_tts_characters_total")
+         "ai_cost_usd_total", "ai_cost_avoided_usd_total", "rate_limited_total", "ai_tts_characters_total",
+         "budget_refusals_total")
+# Every scope a budget refusal can have (backend/resilience/spend_meter.py): each is reported, 0 before the first.
+_REFUSAL_SCOPES = ("caller", "key")
 
 
 def read_totals() -> Totals:
@@ -128,7 +131,8 @@ def _route_window(current: dict[str, Any], before: dict[str, Any] | None, span: 
 
 
 def _flat_summary(flat: dict[str, dict[tuple, float]]) -> dict[str, Any]:
-    """Since-start totals: cache hit rate, upstream calls, tokens, cost spent and avoided."""
+    """Since-start totals: cache hit rate, upstream calls, tokens, cost spent and avoided, budget refusals (the
+    rest of "spend", today's figures, is read from the spend meter by the route)."""
     def by(name: str, label: str) -> dict[str, float]:
         out: dict[str, float] = defaultdict(float)
         for labels, value in flat.get(name, {}).items():
@@ -152,4 +156,6 @@ def _flat_summary(flat: dict[str, dict[tuple, float]]) -> dict[str, Any]:
                      "avoided": {reason: round(v, 6) for reason, v in avoided.items()},
                      "by_provider": {p: round(v, 6) for p, v in by("ai_cost_usd_total", "provider").items()}},
         "rate_limited": int(sum(flat.get("rate_limited_total", {}).values())),
+        "spend": {"refusals": {**dict.fromkeys(_REFUSAL_SCOPES, 0),
+                               **{scope: int(v) for scope, v in by("budget_refusals_total", "scope").items()}}},
     }

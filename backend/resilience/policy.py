@@ -47,7 +47,7 @@ class ProviderPolicy:
     def __init__(self, provider: str, operation: str, *, deadline_seconds: float, cache: TieredCache | None = None,
                  flights: SingleFlight | None = None, breaker: CircuitBreaker | None = None,
                  bulkhead: Bulkhead | None = None, retry: RetryPolicy | None = None, partial_ttl: float = 300.0,
-                 ttl: float | None = None, metered: bool = True):
+                 ttl: float | None = None, metered: bool = True, holds: bool = True):
         self.provider = provider
         self.operation = operation
         self.deadline_seconds = deadline_seconds
@@ -61,6 +61,9 @@ class ProviderPolicy:
         # Paid calls are admitted against the caller's daily budget (backend.resilience.spend); in-process answers
         # and free listings are not.
         self.metered = metered
+        # A request's side calls (a turn's corrections and summary) are checked against the budget but hold nothing:
+        # its main call holds for the request, which may cross the budget by at most its own cost.
+        self.holds = holds
 
     def execute(self, key: str, call: Call, *, input_seconds: float = 0.0, deadline: float | None = None,
                 cost_bound: float = 0.0) -> Outcome:
@@ -118,7 +121,8 @@ class ProviderPolicy:
         if left <= 0:
             raise ProviderTimeout("No time left for the provider call", provider=self.provider)
         started = time.perf_counter()
-        paid = spend.paid_call(self.provider, self.operation, cost_bound, left) if self.metered else nullcontext()
+        bound = cost_bound if self.holds else 0.0
+        paid = spend.paid_call(self.provider, self.operation, bound, left) if self.metered else nullcontext()
         with cost.ledger() as book:
             try:
                 with paid:

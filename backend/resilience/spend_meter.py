@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 VERSION_KEY = "spend:overrides-version"
 HOLD_RETRY_AFTER = 2.0  # refused because calls in flight hold the rest: they settle within moments
+HOLD_WAIT = 3.0  # how long an admission waits for calls in flight to settle before it is refused
+HOLD_POLL = 0.1
 LOCAL_TOP = 500  # callers the local index keeps (Redis keeps all in a sorted set)
 
 
@@ -41,20 +43,30 @@ class SpendMeter:
     def admit(self, account: Account, bound_usd: float, seconds: float, *, provider: str = "",
               operation: str = "") -> Hold:
         """A hold for one call, or BUDGET_EXCEEDED (counted, with Retry-After) when the caller or its key has
-        spent its budget (spend plus what the calls in flight hold). ``bound_usd`` 0 checks without holding."""
+        spent its budget. ``bound_usd`` 0 checks without holding.
+
+        Refused only because calls in flight hold the rest of the budget, it waits (at most HOLD_WAIT seconds,
+        within its own ``seconds``) for them to settle: they usually leave money over, and a learner's second
+        request should not fail because the first one is still being answered."""
         day, hold_id = utc_day(self.clock()), uuid.uuid4().hex[:16]
         limits = account.limits(None)
-        for _ in range(3):  # a changed override: read it again once (a third time only if it changes meanwhile)
+        give_up = time.monotonic() + min(HOLD_WAIT, max(0.0, seconds - 1))
+        stale = 0
+        while True:
             answer, scope, spent, on_redis, version = self._admit(account, day, hold_id, max(0.0, bound_usd),
                                                                   max(1.0, seconds), limits)
             self.version_seen = version
-            if answer != "stale":
-                break
-            limits = account.limits(version)
-        if answer == "refuse":
+            if answer == "stale" and stale < 2:  # a changed override: read it again (twice if it changes meanwhile)
+                stale += 1
+                limits = account.limits(version)
+                continue
+            if answer != "refuse":
+                return Hold(account, day, hold_id, on_redis)
             budget = limits.caller_usd if scope == "caller" else limits.key_usd
-            raise self._refusal(account, scope, spent, budget, provider, operation)
-        return Hold(account, day, hold_id, on_redis)
+            spent_out = budget is None or spent >= budget
+            if spent_out or time.monotonic() >= give_up:
+                raise self._refusal(account, scope, spent, budget, provider, operation)
+            time.sleep(HOLD_POLL)
 
     def check(self, account: Account) -> None:
         """BUDGET_EXCEEDED now if the caller or its key could not make a paid call (work queued for later)."""

@@ -44,7 +44,7 @@ def open_stream(policy: ProviderPolicy, start: Start, *, deadline: float, input_
             raise ProviderTimeout("No time left for the provider call", provider=policy.provider)
         slot.enter_context(policy.bulkhead_slot())
         if policy.metered:
-            hold = spend.admit_current(policy.provider, policy.operation, cost_bound, left)
+            hold = spend.admit_current(policy.provider, policy.operation, cost_bound if policy.holds else 0.0, left)
         started = time.perf_counter()
         try:
             permit = policy.permit()

@@ -1,5 +1,6 @@
 // The operators' dashboard: polls the public /api/health and /api/metrics, draws the latency chart as SVG,
-// and calls the admin endpoints with the key typed into this tab (sessionStorage only, sent as X-Admin-Key).
+// and calls the admin endpoints with the key typed into this tab (sessionStorage only, sent as X-Admin-Key);
+// /api/metrics gets the key too, to add today's top callers, which it lists for an operator only.
 (function () {
   "use strict";
   var REFRESH_MS = 5000;
@@ -8,6 +9,7 @@
   var SVG_NS = "http://www.w3.org/2000/svg";
   var samples = [];
   var timer = null;
+  var rejectedKey = null; // the admin key /api/metrics refused: not sent with refreshes again until it changes
 
   function $(id) { return document.getElementById(id); }
 
@@ -25,6 +27,7 @@
   function usd(x) { return isNum(x) ? "$" + x.toFixed(6) : "–"; }
   function count(x) { return isNum(x) ? String(Math.round(x)) : "–"; }
   function perSecond(x) { return isNum(x) ? x.toFixed(2) : "–"; }
+  function budget(x) { return x === null || x === undefined ? "none" : usd(x); }
   function sum(obj) { return Object.keys(obj || {}).reduce(function (a, k) { return a + (obj[k] || 0); }, 0); }
   function clock(epochSeconds) { return new Date(epochSeconds * 1000).toLocaleTimeString(); }
   function split(obj, format) {
@@ -81,6 +84,34 @@
     setText("rate-limited", count(m.rate_limited));
     setText("tokens", "tokens: " + split(m.tokens, count));
     setText("window-seconds", isNum(m.window_seconds) ? Math.round(m.window_seconds) + " s" : "since start");
+  }
+
+  function callerRow(c) {
+    var row = make("tr", { "data-caller": c.caller });
+    row.appendChild(make("th", { scope: "row" }, c.caller));
+    row.appendChild(make("td", { "data-field": "cost_usd" }, usd(c.cost_usd)));
+    row.appendChild(make("td", { "data-field": "budget_usd" }, budget(c.budget_usd) + (c.override ? " (override)" : "")));
+    var over = make("td", { "data-field": "over_budget" }, c.over_budget ? "yes" : "no");
+    over.classList.toggle("bad", !!c.over_budget);
+    row.appendChild(over);
+    return row;
+  }
+
+  function renderSpend(spend) {
+    spend = spend || {};
+    setText("spend-today", usd(spend.today_usd));
+    setText("budget-per-caller", budget(spend.per_caller_default_usd));
+    setText("budget-per-key", budget(spend.per_key_usd));
+    setText("budget-refusals", split(spend.refusals, count));
+    // Absent unless /api/metrics accepted the admin key. The list is ranked anew each refresh: rebuilt, not updated.
+    var callers = spend.top_callers;
+    $("callers-table").hidden = !callers || !callers.length;
+    $("callers-empty").hidden = !!(callers && callers.length);
+    var refused = readKey() && readKey() === rejectedKey;
+    setText("callers-empty", callers ? "No paid calls today." : refused ? "The admin key was refused (401): enter "
+      + "the right one to see today's top callers." : "Enter the admin key to see today's top callers.");
+    var body = $("callers-body");
+    body.replaceChildren.apply(body, (callers || []).map(callerRow));
   }
 
   var ROUTE_FIELDS = [["count", count], ["requests_per_second", perSecond], ["error_rate", pct],
@@ -215,9 +246,21 @@
     chart.replaceChildren.apply(chart, nodes);
   }
 
+  // A wrong key is refused (401) and counted towards the address's lockout like any wrong admin key: it is sent once,
+  // then refreshes go without it until another is typed, so a typo costs one failure rather than one per refresh.
+  function getMetrics() {
+    var key = readKey();
+    if (!key || key === rejectedKey) return getJSON("/api/metrics");
+    return getJSON("/api/metrics", { headers: { "X-Admin-Key": key } }).then(function (answer) {
+      if (answer.status !== 401) return answer;
+      rejectedKey = key; // said in the callers' panel: the admin message box belongs to the admin actions
+      return getJSON("/api/metrics");
+    });
+  }
+
   function refresh() {
     window.clearTimeout(timer);
-    return Promise.all([getJSON("/api/health"), getJSON("/api/metrics")]).then(function (answers) {
+    return Promise.all([getJSON("/api/health"), getMetrics()]).then(function (answers) {
       var health = answers[0].body, metrics = answers[1].body;
       // /api/health answers 503 when unhealthy, with the full report as the error's details: data, not a failure.
       var report = health && (health.data || (health.error && health.error.details));
@@ -225,6 +268,7 @@
       if (!metrics || !metrics.success) throw new Error("/api/metrics answered " + answers[1].status);
       renderHealth(report);
       renderCards(metrics.data);
+      renderSpend(metrics.data.spend);
       renderRoutes(metrics.data.routes || {});
       renderBreakers(metrics.data.breakers);
       samples.push({ t: Date.now(), routes: metrics.data.routes || {} });

@@ -1,0 +1,327 @@
+"""Daily budgets through real gunicorn (contract section 12): two instances x 3 gthread workers share one Redis and
+one PostgreSQL database (the overrides live there), requests alternate between them.
+
+A caller's paid calls stop at its budget exactly (ceil(budget / c) of them, c one call's cost), the refused request
+reaches no provider, a cached answer still comes, another caller of the same key is unaffected, an override lets
+the caller through on both instances at once, usage and the top spenders add up, and concurrent requests never
+spend more than the budget plus one call.
+
+One call's cost c: the fake Gemini counts ceil(characters / 4) tokens of the prompt (system instruction and input)
+and of its answer, so every text of ``text()``'s shape (same length, same errors) costs the same. The module first
+asks an in-process app once and computes that usage from the fake's own answer, so c follows the prompts and the
+fake rather than being written down here; every later call is checked to have cost the same.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from backend import create_app
+from backend.db.migrate import upgrade
+from backend.resilience.spend_meter import HOLD_RETRY_AFTER
+from tests.conftest import ADMIN_KEY, CLIENT_KEY, FAKE_PROVIDER_KEY
+from tests.fakes.gemini import FakeGemini
+from tests.fakes.gemini_answers import build_answer, shaped
+from tests.integration.servers import Gunicorn
+from tests.redis_helpers import MAIN_REDIS_URL, purge, unique_prefix
+
+pytestmark = pytest.mark.gunicorn
+KEY_NAME = "tester"
+ADMIN = {"X-Admin-Key": ADMIN_KEY}
+INPUT_PER_MTOK, OUTPUT_PER_MTOK = 1000.0, 4000.0  # USD per million tokens: one fake answer costs about 0.9 USD
+BUDGET_CALLS = 5.5  # the default budget, in calls: not a whole number, so one call is allowed to cross it
+CONCURRENT = 12
+_numbers = itertools.count(1)
+
+
+def text(n: int | None = None) -> str:
+    """A text no request of this module sent before (a cache miss): same length and errors, so the same cost."""
+    return f"Text {next(_numbers) if n is None else n:04d}: I goes to school every day and she like apples."
+
+
+# -- one call's cost ---------------------------------------------------------------------------------------------
+
+def usage_of(logged: dict[str, Any]) -> tuple[int, int]:
+    """(prompt, output) tokens of the fake's answer to a logged request, as its response carried them."""
+    body = logged["body"]
+    meta = shaped(logged["model"], body, build_answer(body), None)["usageMetadata"]
+    return meta["promptTokenCount"], meta["candidatesTokenCount"]
+
+
+def call_cost(tokens: tuple[int, int]) -> float:
+    return (tokens[0] * INPUT_PER_MTOK + tokens[1] * OUTPUT_PER_MTOK) / 1_000_000
+
+
+def calibrate(fake: FakeGemini, settings: dict[str, str], tmp) -> tuple[int, int]:
+    """The tokens of one analysis of a ``text()``, asked once of an in-process app with the servers' settings."""
+    app = create_app({**settings, "CACHE_MODE": "memory", "CACHE_DIR": str(tmp / "cache"),
+                      "DATABASE_URL": f"sqlite:///{tmp / 'unused.db'}"})
+    try:
+        response = app.test_client().post("/api/analyze", json={"text": text(0)}, headers={"X-API-Key": CLIENT_KEY})
+        assert response.status_code == 200, response.get_data(as_text=True)
+    finally:
+        app.extensions["backend"].executor.shutdown(wait=True)
+        app.extensions["backend"].close()
+    tokens = usage_of(fake.requests()[-1])
+    fake.reset()
+    return tokens
+
+
+# -- the instances -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pair:
+    a: Gunicorn
+    b: Gunicorn
+    cost: float  # c: what one analysis costs
+    budget: float  # BUDGET_DAILY_USD_PER_CALLER
+
+    @property
+    def both(self) -> tuple[Gunicorn, Gunicorn]:
+        return self.a, self.b
+
+
+@pytest.fixture(scope="module")
+def pair(fake_gemini, tmp_path_factory):
+    """Instances A and B (3 workers each) on one migrated PostgreSQL database and one Redis prefix of this module."""
+    from tests.pg_helpers import create_database, drop_database, postgres_admin_url
+
+    settings = {"APP_ENV": "testing", "API_KEYS": f"{KEY_NAME}:{CLIENT_KEY}", "ADMIN_API_KEY": ADMIN_KEY,
+                "GEMINI_API_KEY": FAKE_PROVIDER_KEY, "GEMINI_BASE_URL": fake_gemini.base_url,
+                "GEMINI_TIMEOUT_SECONDS": "8", "REQUEST_DEADLINE_SECONDS": "10", "GEMINI_THINKING_BUDGET": "0",
+                "PRICE_GEMINI_INPUT_PER_MTOK": repr(INPUT_PER_MTOK), "PRICE_GEMINI_OUTPUT_PER_MTOK":
+                repr(OUTPUT_PER_MTOK), "GEMINI_MAX_CONCURRENCY": "64", "RATE_LIMIT_DEFAULT": "100000/minute",
+                "RATE_LIMIT_AI": "100000/minute", "RATE_LIMIT_AI_PER_KEY": "100000/minute"}
+    directory = tmp_path_factory.mktemp("budgets")
+    tokens = calibrate(fake_gemini, settings, directory)
+    cost = call_cost(tokens)
+    budget = BUDGET_CALLS * cost
+    prefix = unique_prefix("budgets")
+    url = create_database(postgres_admin_url())
+    servers: list[Gunicorn] = []
+    try:
+        upgrade(url)
+        # The output limit is the smallest allowed that the fake's answer fits in (the fake does not cut an answer
+        # at the limit as Gemini would): the hold of a call is then a true upper bound of its cost, and close to it.
+        env = {**settings, "GEMINI_MAX_OUTPUT_TOKENS": str(max(64, tokens[1])), "DATABASE_URL": url,
+               "BUDGET_DAILY_USD_PER_CALLER": repr(budget), "CACHE_MODE": "redis", "REDIS_URL": MAIN_REDIS_URL,
+               "REDIS_KEY_PREFIX": prefix}
+        servers = [Gunicorn({**env, "CACHE_DIR": str(directory / name)}, workers=3, threads=8) for name in "ab"]
+        with ThreadPoolExecutor(2) as pool:
+            for started in [pool.submit(server.start) for server in servers]:
+                started.result()
+        yield Pair(servers[0], servers[1], cost, budget)
+    finally:
+        for server in servers:
+            server.stop()
+        purge(prefix)
+        drop_database(url)
+
+
+# -- requests ----------------------------------------------------------------------------------------------------
+
+def caller(name: str) -> tuple[str, dict[str, str]]:
+    """A caller of the key nobody used before: (its name as admin paths write it, its headers)."""
+    user = f"{name}-{next(_numbers)}"
+    return f"{KEY_NAME}:{user}", {"X-API-Key": CLIENT_KEY, "X-User-ID": user}
+
+
+def analyze(server: Gunicorn, headers: dict[str, str], words: str) -> requests.Response:
+    return requests.post(f"{server.url}/api/analyze", json={"text": words}, headers=headers, timeout=30)
+
+
+def data(response: requests.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def usage(server: Gunicorn, headers: dict[str, str]) -> dict[str, Any]:
+    return data(requests.get(f"{server.url}/api/me/usage", headers=headers, timeout=10))["today"]
+
+
+def set_budget(server: Gunicorn, name: str, daily_usd: float | None) -> dict[str, Any]:
+    return data(requests.put(f"{server.url}/api/admin/budgets/{quote(name, safe='')}", json={"daily_usd": daily_usd},
+                             headers=ADMIN, timeout=10))
+
+
+def assert_paid(response: requests.Response) -> None:
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Cache"] == "MISS"
+
+
+def assert_refused(response: requests.Response, budget: float) -> dict[str, Any]:
+    """A 429 BUDGET_EXCEEDED of the caller's budget, with a Retry-After; returns the error."""
+    assert response.status_code == 429, response.text
+    error = response.json()["error"]
+    assert error["code"] == "BUDGET_EXCEEDED", error
+    assert error["details"]["scope"] == "caller" and error["details"]["budget_usd"] == pytest.approx(budget), error
+    assert float(response.headers["Retry-After"]) > 0
+    return error
+
+
+def spend_until_refused(pair: Pair, headers: dict[str, str], sent: list[str], limit: int = 20) -> requests.Response:
+    """Distinct texts, alternating instances, until the first refusal; ``sent`` gets the texts answered."""
+    for n in range(limit):
+        words = text()
+        response = analyze(pair.both[n % 2], headers, words)
+        if response.status_code != 200:
+            return response
+        assert_paid(response)
+        sent.append(words)
+    raise AssertionError(f"no refusal in {limit} paid calls")
+
+
+def assert_each_cost_c(fake: FakeGemini, calls: int, cost: float) -> None:
+    """The fake's last ``calls`` answers each cost c (so spend is paid calls x c)."""
+    logged = fake.requests()[-calls:] if calls else []
+    assert len(logged) == calls and all(call_cost(usage_of(entry)) == pytest.approx(cost) for entry in logged)
+
+
+# -- 1-3, 5: refusal at the budget, cached answers, other callers, usage ----------------------------------------
+
+def test_paid_calls_stop_at_the_budget_across_instances_and_cached_answers_still_come(pair, fake_gemini):
+    name, ann = caller("ann")
+    before, sent = fake_gemini.calls, []
+    refusal = spend_until_refused(pair, ann, sent)
+    paid = len(sent)
+    assert paid == math.ceil(pair.budget / pair.cost) == 6  # 5 calls spend 5c < 5.5c: the sixth crosses the budget
+    assert fake_gemini.calls - before == paid  # the refused request reached no provider
+    error = assert_refused(refusal, pair.budget)
+    assert error["details"]["spent_usd"] == pytest.approx(paid * pair.cost, abs=1e-6)
+    assert_each_cost_c(fake_gemini, paid, pair.cost)
+
+    # A cached answer (an earlier text, asked on the other instance than the first time) still comes, free.
+    for n, words in enumerate(sent[:2]):
+        hit = analyze(pair.both[(n + 1) % 2], ann, words)
+        assert hit.status_code == 200 and hit.headers["X-Cache"] == "HIT", hit.text
+    assert_refused(analyze(pair.b, ann, text()), pair.budget)
+    assert fake_gemini.calls - before == paid
+
+    # Another caller of the same key (no key budget) is unaffected.
+    _, bob = caller("bob")
+    for server in (pair.a, pair.b, pair.a):
+        assert_paid(analyze(server, bob, text()))
+    assert fake_gemini.calls - before == paid + 3
+
+    # Usage, asked where the last request did not go: every AI request counted (paid, refused, hits).
+    today = usage(pair.a, ann)
+    assert today["paid_calls"] == paid and today["requests"] == paid + 1 + 2 + 1
+    assert today["cost_usd"] == pytest.approx(paid * pair.cost, abs=1e-6)
+    assert today["budget_usd"] == pytest.approx(pair.budget) and today["remaining_usd"] == 0
+    assert usage(pair.b, bob)["cost_usd"] == pytest.approx(3 * pair.cost, abs=1e-6)
+    top = data(requests.get(f"{pair.b.url}/api/admin/callers", params={"limit": 100}, headers=ADMIN, timeout=10))
+    rows = {row["caller"]: row for row in top["callers"]}
+    assert rows[name]["cost_usd"] == pytest.approx(paid * pair.cost, abs=1e-6) and rows[name]["over_budget"] is True
+    assert rows[f"{KEY_NAME}:{bob['X-User-ID']}"]["over_budget"] is False
+
+
+# -- 4, 5: overrides reach both instances at once; the admin's top spenders --------------------------------------
+
+def test_an_override_lets_the_caller_through_on_both_instances_at_once(pair, fake_gemini):
+    name, carl = caller("carl")
+    before, sent = fake_gemini.calls, []
+    assert_refused(spend_until_refused(pair, carl, sent), pair.budget)
+    paid = len(sent)
+    assert paid == 6
+
+    # 7.5c: room for exactly two more calls (6c and 7c are below it), the very next one on each instance.
+    raised = set_budget(pair.a, name, 7.5 * pair.cost)
+    assert raised["override"] is True and raised["daily_usd"] == pytest.approx(7.5 * pair.cost)
+    assert_paid(analyze(pair.a, carl, text()))
+    assert_paid(analyze(pair.b, carl, text()))
+    for server in pair.both:
+        assert_refused(analyze(server, carl, text()), 7.5 * pair.cost)
+    paid += 2
+
+    # null: no budget at all for this caller, at once on both.
+    set_budget(pair.b, name, None)
+    assert_paid(analyze(pair.a, carl, text()))
+    assert_paid(analyze(pair.b, carl, text()))
+    paid += 2
+    assert usage(pair.a, carl)["budget_usd"] is None and usage(pair.b, carl)["remaining_usd"] is None
+
+    # DELETE: the default again, already spent on both.
+    removed = data(requests.delete(f"{pair.a.url}/api/admin/budgets/{quote(name, safe='')}", headers=ADMIN,
+                                   timeout=10))
+    assert removed["removed"] is True and removed["daily_usd"] == pytest.approx(pair.budget)
+    for server in pair.both:
+        assert_refused(analyze(server, carl, text()), pair.budget)
+    hit = analyze(pair.b, carl, sent[0])
+    assert hit.status_code == 200 and hit.headers["X-Cache"] == "HIT", hit.text
+    assert fake_gemini.calls - before == paid == 10
+    assert_each_cost_c(fake_gemini, paid, pair.cost)
+
+    today = usage(pair.b, carl)
+    refused, hits = 1 + 2 + 2, 1
+    assert today["paid_calls"] == paid and today["requests"] == paid + refused + hits
+    assert today["cost_usd"] == pytest.approx(paid * pair.cost, abs=1e-6)
+    # The top spender of the module (10 calls; no other test's caller reaches 7), listed by either instance.
+    top = data(requests.get(f"{pair.a.url}/api/admin/callers", params={"limit": 5}, headers=ADMIN, timeout=10))
+    first = top["callers"][0]
+    assert first["caller"] == name and first["cost_usd"] == pytest.approx(paid * pair.cost, abs=1e-6)
+    assert first["over_budget"] is True and first["override"] is False
+    spends = [row["cost_usd"] for row in top["callers"]]
+    assert spends == sorted(spends, reverse=True)
+
+
+# -- 6: concurrent requests ------------------------------------------------------------------------------------
+
+def test_concurrent_requests_never_spend_more_than_the_budget_and_one_call(pair, fake_gemini):
+    """12 distinct texts at once, alternating instances, from a caller whose budget is 3.5 calls (3.5c).
+
+    Every admission is one atomic step on Redis: a call is admitted only while spend + holds < budget, and then
+    holds an upper bound B of its cost (twice the prompt's bytes at the input price plus the output limit at the
+    output price: a re-ask is allowed within one admission; no thinking tokens). Each call really costs c <= B.
+    Take the last call admitted: when it was admitted, the spend plus what the calls then in flight held was below
+    the budget, and those calls cost at most what they held, so the final spend is below budget + c (that call's
+    own cost). With n answered calls of c each, n * c < 3.5c + c, so n <= 4 = ceil(3.5), however the requests
+    interleave (the brief's ceil(budget / c) + 1 is looser). The refused get 429 BUDGET_EXCEEDED (Retry-After 2 s
+    while holds keep the rest, until midnight once spent) and no call upstream. Then, one request at a time (nothing
+    held any more), the caller gets exactly ceil(3.5) = 4 paid calls in all, and the next is refused until midnight.
+    """
+    name, dana = caller("dana")
+    budget = 3.5 * pair.cost
+    set_budget(pair.b, name, budget)
+    before = fake_gemini.calls
+    fake_gemini.configure(latency_ms=300)  # the calls overlap: holds, not spend, decide who is admitted
+    gate = threading.Barrier(CONCURRENT)
+
+    def attempt(n: int) -> requests.Response:
+        words = text()
+        gate.wait()
+        return analyze(pair.both[n % 2], dana, words)
+
+    with ThreadPoolExecutor(CONCURRENT) as pool:
+        responses = list(pool.map(attempt, range(CONCURRENT)))
+    fake_gemini.configure(latency_ms=0)
+    answered = [response for response in responses if response.status_code == 200]
+    for response in responses:
+        if response.status_code != 200:
+            assert_refused(response, budget)
+    for response in answered:
+        assert_paid(response)
+    burst = len(answered)
+    assert 1 <= burst <= math.ceil(budget / pair.cost) == 4, [r.status_code for r in responses]
+    assert fake_gemini.calls - before == burst  # the refused reached no provider
+    today = usage(pair.a, dana)
+    assert today["paid_calls"] == burst and today["requests"] == CONCURRENT
+    assert today["cost_usd"] == pytest.approx(burst * pair.cost, abs=1e-6)
+    assert today["cost_usd"] <= budget + pair.cost
+
+    # One at a time now (nothing held): exactly ceil(3.5) = 4 paid calls in all, then refused until midnight.
+    sent: list[str] = []
+    refusal = spend_until_refused(pair, dana, sent)
+    assert_refused(refusal, budget)
+    assert float(refusal.headers["Retry-After"]) > HOLD_RETRY_AFTER  # spent, not held: until 00:00 UTC
+    assert burst + len(sent) == 4
+    assert fake_gemini.calls - before == 4
+    assert_each_cost_c(fake_gemini, 4, pair.cost)
+    assert usage(pair.b, dana)["cost_usd"] == pytest.approx(4 * pair.cost, abs=1e-6)
