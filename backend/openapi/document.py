@@ -108,8 +108,12 @@ def build_document(breakers: tuple[str, ...] = ()) -> dict[str, Any]:
             "200": envelope(open_object()), **error_responses((503,))}}},
         "/metrics": {"get": {"summary": "Prometheus metrics of every worker", "responses": {"200": {
             "description": "Prometheus text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/api/metrics": {"get": {"summary": "JSON summary of routes, cache, breakers and cost",
-                                 "responses": {"200": envelope(open_object()), **error_responses((429,))}}},
+        "/api/metrics": {"get": {"summary": "JSON summary of routes, cache, breakers, cost and spend",
+                                 "description": "With a valid X-Admin-Key, spend.top_callers lists today's top "
+                                                "spenders; a wrong key is refused (401) and counted.",
+                                 "parameters": [{"name": "X-Admin-Key", "in": "header", "required": False,
+                                                 "schema": {"type": "string"}}],
+                                 "responses": {"200": envelope(open_object()), **error_responses((401, 429))}}},
         "/api/cache/stats": admin("get", "Cache statistics"),
         "/api/cache/clear": admin("post", "Clear the cache (one namespace or all)", ClearRequest),
         "/api/circuit-breaker/state": admin("get", "Breaker states"),

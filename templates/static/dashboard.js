@@ -90,7 +90,8 @@
     var row = make("tr", { "data-caller": c.caller });
     row.appendChild(make("th", { scope: "row" }, c.caller));
     row.appendChild(make("td", { "data-field": "cost_usd" }, usd(c.cost_usd)));
-    row.appendChild(make("td", { "data-field": "budget_usd" }, budget(c.budget_usd) + (c.override ? " (override)" : "")));
+    var limit = budget(c.budget_usd) + (c.override ? " (override)" : "");
+    row.appendChild(make("td", { "data-field": "budget_usd" }, limit));
     var over = make("td", { "data-field": "over_budget" }, c.over_budget ? "yes" : "no");
     over.classList.toggle("bad", !!c.over_budget);
     row.appendChild(over);
@@ -107,9 +108,9 @@
     var callers = spend.top_callers;
     $("callers-table").hidden = !callers || !callers.length;
     $("callers-empty").hidden = !!(callers && callers.length);
-    var refused = readKey() && readKey() === rejectedKey;
-    setText("callers-empty", callers ? "No paid calls today." : refused ? "The admin key was refused (401): enter "
-      + "the right one to see today's top callers." : "Enter the admin key to see today's top callers.");
+    var key = readKey(), hint = "Enter the admin key to see today's top callers.";
+    if (key && key === rejectedKey) hint = "The admin key was refused (401): enter the right one to see them.";
+    setText("callers-empty", callers ? "No paid calls today." : hint);
     var body = $("callers-body");
     body.replaceChildren.apply(body, (callers || []).map(callerRow));
   }
