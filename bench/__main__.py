@@ -39,6 +39,9 @@ def figures_of(name: str, r: dict | None, out: str) -> tuple[str, str]:
     if name == "miss_overhead":
         return (f"p50 +{r['overhead_p50_ms']:.2f} ms, p99 +{r['overhead_p99_ms']:.2f} ms "
                 f"(SDK alone p50 +{r['sdk_p50_ms']:.1f})"), "p50 < 2 ms, p99 < 10 ms"
+    if name == "budgets":
+        return (f"hit on/off p50 {r['hit_ratio']:.3f} (in-process {r['inproc_ratio']:.3f}); paid call "
+                f"+{r['paid_added_us']:.0f} us"), "hit on/off <= 1.05"
     if name == "conversation":
         dbs = [(label, kind) for label, kind in (("SQLite", "sqlite"), ("PG", "postgresql")) if f"{kind}_met" in r]
         return ("; ".join(f"{label} +{r[f'{kind}_overhead_p50_ms']:.0f}/{r[f'{kind}_overhead_p99_ms']:.0f} ms, "
@@ -122,6 +125,7 @@ def main() -> int:
     print(f"gunicorn layout under test: {'x'.join(map(str, harness.default_layout()))} (WEB_CONCURRENCY x WEB_THREADS)")
 
     from bench import (
+        budgets,
         cache_tiers,
         conversation,
         fan_in,
@@ -144,6 +148,7 @@ def main() -> int:
         ("local_analysis", "local analysis (degraded answer)", lambda: local_analysis.main([])),
         ("hit_throughput", "cache-hit throughput / health", lambda: hit_throughput.main([])),
         ("miss_overhead", "overhead on a miss", lambda: miss_overhead.main([])),
+        ("budgets", "daily budgets: hit, paid call", lambda: budgets.main([])),
         ("conversation", "conversation turns, SQLite/PG", lambda: conversation.main([])),
         ("slow_upstream", "slow upstream (1 s), default", lambda: slow_upstream.main([])),
         # The layout the workers x threads comparison recommends for a 2-core VM, with the bulkhead sized to it.

@@ -23,6 +23,7 @@ CALLER = {"name": "caller", "in": "path", "required": True, "description": "KEYN
           "schema": {"type": "string"}}
 LIMIT = {"name": "limit", "in": "query", "required": False,
          "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}}
+ROUTED = (404,)  # a path no route takes (a caller with a line break in it) is not found before it is validated
 BUDGET_REFUSAL = ("A caller (or client key) whose provider spend since 00:00 UTC reached its daily budget gets 429 "
                   "BUDGET_EXCEEDED with Retry-After (until midnight UTC) on calls that would reach a provider; "
                   "cache hits keep answering.")
@@ -30,9 +31,9 @@ BUDGET_REFUSAL = ("A caller (or client key) whose provider spend since 00:00 UTC
 
 def budget_paths(ref: Ref) -> dict[str, Any]:
     """GET /api/me/usage; GET /api/admin/callers; GET /api/admin/budgets; PUT and DELETE /api/admin/budgets/{caller}."""
-    def admin(summary: str, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    def admin(summary: str, data: dict[str, Any], statuses: tuple[int, ...] = (), **extra: Any) -> dict[str, Any]:
         return {"summary": summary, "security": ADMIN, **extra,
-                "responses": {"200": envelope(data), **error_responses((400, 401, 403, 422, 429, 503))}}
+                "responses": {"200": envelope(data), **error_responses((400, 401, 403, 422, 429, 503, *statuses))}}
 
     user = {"name": "X-User-ID", "in": "header", "required": False,
             "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,128}$"}}
@@ -58,8 +59,8 @@ def budget_paths(ref: Ref) -> dict[str, Any]:
         "/api/admin/budgets": {"get": admin("Every caller's budget override", listing, parameters=[LIMIT])},
         "/api/admin/budgets/{caller}": {
             "put": admin("Override one caller's daily budget (null = no budget); durable, effective everywhere "
-                         "on the caller's next paid call", override, parameters=[CALLER],
+                         "on the caller's next paid call", override, ROUTED, parameters=[CALLER],
                          requestBody=json_body(ref(BudgetRequest))),
-            "delete": admin("Remove one caller's override: the default budget applies again", override,
+            "delete": admin("Remove one caller's override: the default budget applies again", override, ROUTED,
                             parameters=[CALLER])},
     }

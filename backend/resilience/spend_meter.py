@@ -49,7 +49,9 @@ class SpendMeter:
         within its own ``seconds``) for them to settle: they usually leave money over, and a learner's second
         request should not fail because the first one is still being answered."""
         day, hold_id = utc_day(self.clock()), uuid.uuid4().hex[:16]
-        limits = account.limits(None)
+        # The budgets as of the overrides version this process last saw (every admission and settle tells it), so
+        # that a changed override is usually read before the script, not after its "stale" answer.
+        limits = account.limits(self.version_seen)
         give_up = time.monotonic() + min(HOLD_WAIT, max(0.0, seconds - 1))
         stale = 0
         while True:
@@ -126,6 +128,7 @@ class SpendMeter:
                 self.local.update(key, lambda raw: _settle_one(raw, hold.hold_id, cost_usd), ttl=machine.DAY_TTL)
             if cost_usd > 0:
                 self.local.update(keys[3], lambda raw: _index_one(raw, account.caller, cost_usd), ttl=machine.DAY_TTL)
+            self.version_seen = self._local_version()
         except StoreUnavailable:
             logger.warning("a paid call's cost could not be counted anywhere", extra={"cost_usd": cost_usd})
 
@@ -134,18 +137,20 @@ class SpendMeter:
             return False
         redis, lua = self.redis, self._lua
         try:
-            *_, malformed = redis.call(lambda: lua(keys=[redis.k(k) for k in keys],
-                                                   args=["settle", hold.hold_id, repr(cost_usd),
-                                                         hold.account.caller, machine.DAY_TTL]))
+            *_, version, malformed = redis.call(lambda: lua(keys=[redis.k(k) for k in keys],
+                                                            args=["settle", hold.hold_id, repr(cost_usd),
+                                                                  hold.account.caller, machine.DAY_TTL]))
         except StoreUnavailable:
             return False
+        self.version_seen = str(version)
         self._redis_back(int(malformed))
         return True
 
     # -- what operators and learners see -----------------------------------------------------------------------
 
-    def usage(self, account: Account) -> tuple[Usage, Usage, int]:
-        """Today's usage of the caller and of its key, and the caller's AI requests today."""
+    def usage(self, account: Account) -> tuple[Usage, Usage, int, str]:
+        """Today's usage of the caller and of its key, the caller's AI requests today, and the overrides version
+        (so that the budgets shown are read again after an override changed anywhere)."""
         keys = self._keys(utc_day(self.clock()), account)
         if self._lua is not None and self.redis is not None and self.redis.available():
             redis, lua = self.redis, self._lua
@@ -153,14 +158,15 @@ class SpendMeter:
                 *values, malformed = redis.call(lambda: lua(keys=[redis.k(k) for k in keys], args=["read"]))
                 self._redis_back(int(malformed))
                 return (Usage(float(values[0]), float(values[1]), int(float(values[2]))),
-                        Usage(float(values[3]), float(values[4]), int(float(values[5]))), int(values[6]))
+                        Usage(float(values[3]), float(values[4]), int(float(values[5]))), int(values[6]),
+                        str(values[7]))
             except StoreUnavailable:
                 pass
-        raw_caller, raw_key, requests = self.local.get_many([keys[0], keys[1], keys[5]])
+        raw_caller, raw_key, requests, version = self.local.get_many([keys[0], keys[1], keys[5], keys[2]])
         caller, key = machine.parse(raw_caller)[0], machine.parse(raw_key)[0]
         now = self.clock()
         return (Usage(caller["spent"], machine.held(caller, now), int(caller["calls"])),
-                Usage(key["spent"], machine.held(key, now), int(key["calls"])), int(requests or 0))
+                Usage(key["spent"], machine.held(key, now), int(key["calls"])), int(requests or 0), version or "0")
 
     def top(self, limit: int) -> tuple[list[tuple[str, float]], float]:
         """Today's top callers by spend (most first) and the day's total spend."""

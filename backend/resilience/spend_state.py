@@ -124,6 +124,7 @@ if op == 'read' then
     out[#out + 1] = tostring(docs[i].spent); out[#out + 1] = tostring(h); out[#out + 1] = tostring(docs[i].calls)
   end
   out[#out + 1] = redis.call('GET', KEYS[6]) or '0'
+  out[#out + 1] = redis.call('GET', KEYS[3]) or '0'
   out[#out + 1] = malformed
   return out
 end
@@ -161,5 +162,6 @@ if cost > 0 then
   redis.call('INCRBYFLOAT', KEYS[5], cost)
   redis.call('EXPIRE', KEYS[5], ttl)
 end
-return {'ok', tostring(docs[1].spent), tostring(docs[2].spent), malformed}
+-- The overrides version, so that the process reads a changed override before its next admission.
+return {'ok', tostring(docs[1].spent), tostring(docs[2].spent), redis.call('GET', KEYS[3]) or '0', malformed}
 """

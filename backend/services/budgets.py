@@ -25,6 +25,7 @@ from backend.schemas.caller import Caller
 logger = logging.getLogger(__name__)
 
 MAX_AGE = 60.0  # seconds a process trusts a caller's budgets it read, whatever the version says
+DB_RETRY_SECONDS = 5.0  # after the database failed a budget read, how long the defaults apply without asking it
 CACHE_LIMIT = 10_000  # callers whose budgets a process keeps; past it, it forgets them all and reads again
 
 
@@ -39,6 +40,7 @@ class BudgetService:
         self._known: dict[str, tuple[Limits, float]] = {}
         self._lock = threading.Lock()
         self._db_down_logged = False
+        self._db_down_until = 0.0
 
     def account(self, caller: Caller) -> Account:
         """The account that pays for the calls made on ``caller``'s behalf."""
@@ -53,10 +55,13 @@ class BudgetService:
             return known[0]
         seen = version or self.meter.version_seen or "0"
         try:
+            if now < self._db_down_until:  # a database just found down is not waited for on every paid call
+                raise DatabaseUnavailable()
             with self._db.session() as session:
                 override = repo.get(session, caller)
         except DatabaseUnavailable:
             # Budgets keep being enforced with what is known: the last reading, else the default.
+            self._db_down_until = time.monotonic() + DB_RETRY_SECONDS
             if not self._db_down_logged:
                 self._db_down_logged = True
                 logger.error("database unreachable: budget overrides are not read; the last known or the default "
@@ -64,6 +69,7 @@ class BudgetService:
             caller_usd = known[0].caller_usd if known is not None else self.per_caller
             return Limits(caller_usd, self.per_key, seen)
         self._db_down_logged = False
+        self._db_down_until = 0.0
         limits = Limits(override.daily_usd if override is not None else self.per_caller, self.per_key, seen)
         with self._lock:
             if len(self._known) >= CACHE_LIMIT:
@@ -81,8 +87,8 @@ class BudgetService:
         """GET /api/me/usage: today's spend and requests, the caller's budget and what it may still spend (less
         when its key's budget has less left), and how many conversations and jobs it keeps."""
         account = self.account(caller)
-        mine, key, requests = self.meter.usage(account)
-        limits = self.limits(caller)
+        mine, key, requests, version = self.meter.usage(account)
+        limits = self.limits(caller, version)
         remaining: float | None = None
         if limits.caller_usd is not None:
             remaining = max(0.0, limits.caller_usd - mine.spent)

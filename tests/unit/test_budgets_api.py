@@ -97,6 +97,9 @@ def test_the_admin_endpoints_need_the_admin_key_and_valid_input(budget_app, auth
     assert_error(client.put("/api/admin/budgets/tester:ann", json={"daily_usd": -1}, headers=admin), 422,
                  "VALIDATION_ERROR")
     assert_error(client.put("/api/admin/budgets/tester:ann", json={}, headers=admin), 422, "VALIDATION_ERROR")
+    for wrong in (False, "1", [1]):
+        assert_error(client.put("/api/admin/budgets/tester:ann", json={"daily_usd": wrong}, headers=admin), 422,
+                     "VALIDATION_ERROR")
     assert_error(client.put(f"/api/admin/budgets/{quote('tester:bad id')}", json={"daily_usd": 1}, headers=admin),
                  422, "VALIDATION_ERROR")
     assert_error(client.get("/api/admin/callers?limit=0", headers=admin), 422, "VALIDATION_ERROR")

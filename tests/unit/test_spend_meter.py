@@ -56,7 +56,7 @@ def test_without_a_budget_every_call_is_admitted_and_counted(meter):
     ann = account(meter)
     for _ in range(5):
         paid(meter, ann, 0.01)
-    mine, key, _ = meter.usage(ann)
+    mine, key, *_ = meter.usage(ann)
     assert mine.spent == pytest.approx(0.05) and mine.calls == 5 and mine.held == 0
     assert key.spent == pytest.approx(0.05)
 
