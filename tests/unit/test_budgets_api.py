@@ -127,8 +127,21 @@ def test_a_turn_s_calls_are_charged_to_its_caller(budget_app, auth, admin):
                                  headers=ann), 201)
     assert turn["tutor"]["text"]
     usage = assert_ok(client.get("/api/me/usage", headers=ann))["today"]
-    assert usage["paid_calls"] >= 2 and usage["cost_usd"] > 0  # the reply and its corrections
+    assert usage["paid_calls"] == 2 and usage["cost_usd"] > 0  # the reply and its corrections
     assert assert_ok(client.get("/api/me/usage", headers=user(auth, "bob")))["today"]["cost_usd"] == 0
+
+
+def test_a_streamed_turn_is_charged_when_its_stream_ends(budget_app, auth):
+    client = budget_app.test_client()
+    ann = user(auth, "ann")
+    conversation = assert_ok(client.post("/api/conversations", json={}, headers=ann), 201)
+    streamed = client.post(f"/api/conversations/{conversation['id']}/messages", json={"text": "I goes home."},
+                           headers={**ann, "Accept": "text/event-stream"})
+    assert streamed.status_code == 200 and "event: done" in streamed.get_data(as_text=True)
+    usage = assert_ok(client.get("/api/me/usage", headers=ann))["today"]
+    assert usage["paid_calls"] == 2 and usage["cost_usd"] > 0  # its corrections, and the reply settled at its end
+    top = budget_app.extensions["backend"].budgets.meter.top(5)[0]
+    assert top[0][0] == "tester:ann" and top[0][1] == pytest.approx(usage["cost_usd"], abs=1e-6)
 
 
 def test_a_lesson_is_refused_at_once_when_the_budget_is_spent(budget_app, auth):
