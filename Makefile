@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint demo bench clean
+.PHONY: run test lint demo bench clean image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench: $(VENV)/.bench-installed
 	@bash scripts/ensure-redis.sh
 	@url=$$(bash scripts/ensure-postgres.sh) && url=$$(printf '%s\n' "$$url" | tail -n 1) && \
 	  echo "TEST_POSTGRES_URL=$$url" && TEST_POSTGRES_URL="$$url" $(BIN)/python -m bench
+
+# The container image really built (podman, a debootstrapped base) and run against the fakes: scripts/image-test.sh.
+image-test: $(VENV)/.dev-installed
+	bash scripts/image-test.sh
 
 clean:
 	-bash scripts/ensure-postgres.sh stop

@@ -12,24 +12,31 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app from the environment, or from the environment plus ``config`` overrides (tests)."""
-    settings = load_settings(config)
-    app = Flask(__name__, template_folder="../templates", static_folder="../templates/static")
-    configure_logging(settings)
-    configure_flask(app, settings)
-    register_extensions(app, settings)
-    register_blueprints(app)
-    register_errorhandlers(app)
-    register_commands(app)
-    warn_about_open_config(settings)
+    """Build the app from the environment, or from the environment plus ``config`` overrides (tests). Built for an
+    operator's `flask --app wsgi COMMAND`, an invalid setting ends the command with one line naming it (status 2),
+    and the logs are for people (backend/cli.py)."""
+    from backend.cli import one_line_config_errors, running_a_command
+
+    with one_line_config_errors():
+        settings = load_settings(config)
+        app = Flask(__name__, template_folder="../templates", static_folder="../templates/static")
+        configure_logging(settings)
+        configure_flask(app, settings)
+        register_extensions(app, settings)
+        register_blueprints(app)
+        register_errorhandlers(app)
+        register_commands(app)
+    if not running_a_command():  # a command says what concerns it (`check`: all of these)
+        warn_about_open_config(settings)
     return app
 
 
 def configure_logging(settings: Settings) -> None:
-    """JSON logs with request ids, as configured."""
+    """JSON logs with request ids, as configured; text at WARNING for an operator's command (backend/cli.py)."""
+    from backend.cli import log_style
     from backend.observability.logging import configure_logging as install
 
-    install(settings.log_level, settings.log_format)
+    install(*log_style(settings))
 
 
 def configure_flask(app: Flask, settings: Settings) -> None:

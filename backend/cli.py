@@ -1,13 +1,22 @@
-"""Command-line tools: `flask --app wsgi check`, `flask --app wsgi cache clear`."""
+"""Command-line tools: `flask --app wsgi check`, `flask --app wsgi cache clear`; and how the app built for one of
+them reports an invalid setting and logs."""
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
 
 from backend.cli_data import data_group
 from backend.http.context import current_backend
 from backend.resilience.store import StoreUnavailable
+from backend.settings import ConfigError, Settings
+
+# click's status for a usage error: the command was not run as given. gunicorn.conf.py stops the server on the same
+# error with the same line.
+CONFIG_ERROR_STATUS = 2
 
 
 def register(app: Flask) -> None:
@@ -17,6 +26,48 @@ def register(app: Flask) -> None:
     app.cli.add_command(breaker_group)
     app.cli.add_command(db_group)
     app.cli.add_command(data_group)
+
+
+def _flask_command() -> click.Context | None:
+    """The `flask` executable's context, when it is what is building the app (not gunicorn, a worker or a test)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx if ctx is not None and ctx.find_object(ScriptInfo) is not None else None
+
+
+def running_a_command() -> bool:
+    """Whether the app is built for an operator's command (`flask --app wsgi check`, `db upgrade`, ...); `flask run`
+    serves, so it is not one."""
+    ctx = _flask_command()
+    return ctx is not None and ctx.command.name != "run"
+
+
+@contextmanager
+def one_line_config_errors() -> Iterator[None]:
+    """Under the `flask` executable, an invalid setting ends the command with one line on stderr naming the variable
+    and status 2. SystemExit, not a ClickException: flask loads the app while resolving the command name, where it
+    prints a traceback for any other exception (`--help`) or turns its own NoAppException into "No such command".
+    Elsewhere (gunicorn's workers, tests) ConfigError propagates unchanged."""
+    try:
+        yield
+    except ConfigError as exc:
+        if _flask_command() is None:
+            raise
+        click.echo(" ".join(str(exc).split()), err=True)  # one line even if a message quoted a newline
+        raise SystemExit(CONFIG_ERROR_STATUS) from None
+
+
+def log_style(settings: Settings) -> tuple[str, str]:
+    """(level, format) of the log lines. The server's and the job worker's are as configured: JSON by default, for
+    a log pipeline. A command's result is its own output, read by a person at a terminal or in a release or Job
+    log: INFO lines (alembic's, the app's start-up notes) would bury it and JSON would make the rest hard to read,
+    so short text lines (backend/observability/logging.py) at WARNING and above. LOG_FORMAT and LOG_LEVEL set
+    explicitly (environment or .env) still win: a cron job or a migration Job whose stderr feeds the server's
+    pipeline sets LOG_FORMAT=json; LOG_LEVEL=DEBUG diagnoses a command."""
+    if not running_a_command():
+        return settings.log_level, settings.log_format
+    explicit = settings.model_fields_set
+    return (settings.log_level if "log_level" in explicit else "WARNING",
+            settings.log_format if "log_format" in explicit else "command")
 
 
 @click.command("check")
@@ -60,7 +111,8 @@ def cache_clear(namespace: str | None) -> None:
         result = current_backend().shared.cache.clear(namespace)
     except StoreUnavailable as exc:
         raise click.ClickException(f"{exc.summary}: the cache was not cleared") from None
-    click.echo(f"cleared {result['namespace']}: {result['removed']}")
+    removed = ", ".join(f"{count} from {tier}" for tier, count in result["removed"].items())
+    click.echo(f"cleared {result['namespace']}: {removed or 'nothing stored'}")
 
 
 breaker_group = AppGroup("breaker", help="Circuit breaker administration.")
@@ -89,8 +141,25 @@ db_group = AppGroup("db", help="Database schema (Alembic migrations).")
 @click.option("--revision", default="head", show_default=True, help="The revision to bring the database to.")
 def db_upgrade(revision: str) -> None:
     """Apply the migrations to DATABASE_URL (run before serving a new release)."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import OperationalError
+
+    from backend.db.engine import ensure_sqlite_directory
     from backend.db.migrate import current, upgrade
 
     url = current_backend().settings.database_url
-    upgrade(url, revision)
-    click.echo(f"database at revision {current(url)}")
+    try:
+        if url.startswith("sqlite"):
+            ensure_sqlite_directory(url)  # a fresh checkout's ./var, before the revision it is at is read
+        before = current(url)
+        upgrade(url, revision)
+        after = current(url)
+    except OperationalError as exc:
+        # The driver's reason (refused, unknown host, authentication failed), which never holds the password;
+        # migrations bind no learner data that a statement's text could quote.
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        raise click.ClickException(f"DATABASE_URL: the database cannot be used: {reason}") from None
+    except CommandError as exc:  # alembic's: a revision it does not know, or not reachable from where the database is
+        raise click.BadParameter(str(exc), param_hint="'--revision'") from None
+    # Alembic's own "Running upgrade" lines are INFO, below a command's log level: say here what changed.
+    click.echo(f"database at revision {after}" + (" (unchanged)" if after == before else f" (was {before or 'empty'})"))

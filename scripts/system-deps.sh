@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages, installed only when missing: `runtime` (what the service needs), `test` (plus what the
-# tests need: redis-server, promtool from prometheus, chromium for the dashboard's browser test, nginx, the
-# postgresql server), or `bench` (plus wrk, the load generator of the benchmarks).
+# tests need: redis-server, promtool from prometheus, chromium for the dashboard's browser test, nginx,
+# docker-compose to validate the compose file, the postgresql server), or `bench` (plus wrk, the load generator of the benchmarks).
 set -euo pipefail
 profile="${1:-runtime}"
 missing=()
@@ -19,6 +19,8 @@ if [ "$profile" = "test" ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
   # nginx checks config/nginx/backend-ai.conf and runs it in front of gunicorn in the slow-client tests.
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  # docker-compose (v1, no daemon needed) validates docker-compose.yml against the compose schema.
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   # A throwaway PostgreSQL for the data tests when none answers on 5432 (scripts/ensure-postgres.sh starts it).
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 fi

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -58,12 +59,18 @@ def _let_steps_finish(seconds: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the worker until SIGTERM or SIGINT."""
+    """Run the worker until SIGTERM or SIGINT; 2 at once when a setting is invalid."""
     from backend.composition import build_backend
     from backend.observability.logging import configure_logging
-    from backend.settings import load_settings
+    from backend.settings import ConfigError, load_settings
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        # As gunicorn.conf.py and the flask commands: one line naming the variable, and a usage error's status
+        # (2), so a supervisor's crash loop shows the cause instead of a traceback.
+        print(" ".join(str(exc).split()), file=sys.stderr)
+        return 2
     default = int(getattr(settings, "job_worker_threads", DEFAULT_THREADS))
     parser = argparse.ArgumentParser(description="Run background job workers (Huey's consumer, thread workers).")
     parser.add_argument("-w", "--workers", type=int, default=default, help=f"worker threads (default {default})")

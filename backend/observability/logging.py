@@ -1,4 +1,5 @@
-"""JSON (or text) logs on stderr, each line carrying the request id and the process id."""
+"""JSON (or text) logs on stderr, each line carrying the request id and the process id; shorter lines for an
+operator's command."""
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,23 @@ class TextLineFormatter(_RedactedTracebacks, logging.Formatter):
     """Lines for people."""
 
 
+class CommandLineFormatter(_RedactedTracebacks, logging.Formatter):
+    """Lines for an operator's command (`flask --app wsgi ...`, backend/cli.py): level, logger and message, then
+    the record's extra fields, which JSON lines carry as keys and a plain format would drop (three "breaker reset"
+    lines would not say which breaker). No time, process or request id: one process, no request, and a release or
+    Job log stamps its lines itself."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802  (logging's name)
+        extra = [f"{name}={value}" for name, value in vars(record).items() if name not in _STANDARD]
+        return super().formatMessage(record) + (f" ({', '.join(extra)})" if extra else "")
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Install one stderr handler on the root logger, replacing the one installed before."""
+    """Install one stderr handler on the root logger, replacing the one installed before. ``fmt``: LOG_FORMAT's
+    "json" or "text", or "command" (not a LOG_FORMAT value: what an operator's command uses unless it is set)."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
         root.removeHandler(handler)
@@ -56,6 +72,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     setattr(handler, _HANDLER_MARK, True)
     if fmt == "json":
         handler.setFormatter(JsonLineFormatter(_FIELDS, rename_fields={"levelname": "level", "asctime": "time"}))
+    elif fmt == "command":
+        handler.setFormatter(CommandLineFormatter())
     else:
         handler.setFormatter(TextLineFormatter(_TEXT))
     handler.addFilter(RequestContextFilter())
