@@ -58,6 +58,19 @@ def _let_steps_finish(seconds: float) -> None:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+def _serve_metrics(port: int) -> None:
+    """GET /metrics on ``port`` (every interface, like the web server's HOST default), from a daemon thread:
+    this process's samples, or every process's of PROMETHEUS_MULTIPROC_DIR when one is set."""
+    import os
+
+    from prometheus_client import start_http_server
+
+    from backend.observability.metrics import aggregated_registry
+
+    start_http_server(port, addr=os.environ.get("HOST", "0.0.0.0"), registry=aggregated_registry())
+    logger.info("job worker metrics on port %s", port)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the worker until SIGTERM or SIGINT; 2 at once when a setting is invalid."""
     from backend.composition import build_backend
@@ -76,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-w", "--workers", type=int, default=default, help=f"worker threads (default {default})")
     args = parser.parse_args(argv)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.job_worker_metrics_port:
+        _serve_metrics(settings.job_worker_metrics_port)
     backend = build_backend(settings)
     engine = JobEngine(settings, lambda: backend)
     try:

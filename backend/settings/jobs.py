@@ -15,3 +15,7 @@ class JobSettings(BaseModel):
     # Claims of one job (the first run and every re-run after a lost lease) before it is marked failed: a job that
     # kills its worker each time must not be run for ever.
     job_max_attempts: int = Field(3, ge=1, le=20)
+    # A job worker serves its own Prometheus metrics (jobs_total, job_duration_seconds, its upstream calls) on this
+    # port when set (0 = off): in a container or a pod of its own it shares no metrics directory with the web
+    # server, so Prometheus scrapes it as a target of its own.
+    job_worker_metrics_port: int = Field(0, ge=0, le=65535)

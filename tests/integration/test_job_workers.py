@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
 from backend.db import jobs as repo
 from backend.db.engine import Database
@@ -24,6 +25,7 @@ from backend.services.jobs import JobService
 from backend.settings import load_settings
 from tests.conftest import FAKE_PROVIDER_KEY
 from tests.integration.servers import ROOT, _base_env
+from tests.redis_helpers import spare_port
 
 CALLER = Caller("tester", "learner-1")
 LEASE = 5
@@ -112,11 +114,18 @@ def _plans_asked(fake):
 
 def test_a_worker_runs_a_lesson_job_end_to_end(service, worker_env, workers, fake_gemini):
     jobs, database = service
-    workers.append(Worker(worker_env, threads=2))
+    port = spare_port()
+    workers.append(Worker({**worker_env, "JOB_WORKER_METRICS_PORT": str(port)}, threads=2))
     job_id = jobs.submit(CALLER, LessonInputs(topic=_topic(), sections=2))["job_id"]
     job = _wait(database, job_id, lambda j: j.status in repo.FINISHED)
     assert job.status == "succeeded" and job.progress == 1.0 and len(job.result["sections"]) == 2
     assert job.attempts == 1 and fake_gemini.calls == 1 + 2 * 2
+    # The worker's own /metrics (JOB_WORKER_METRICS_PORT): what a scrape of a worker pod or container reads.
+    exposition = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'jobs_total{kind="lesson",status="succeeded"} 1.0' in exposition
+    calls = [line for line in exposition.splitlines()
+             if line.startswith("ai_upstream_calls_total{") and 'provider="gemini"' in line and 'outcome="ok"' in line]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in calls) == 1 + 2 * 2
 
 
 def test_a_killed_workers_job_is_finished_by_another_without_paying_twice(service, worker_env, workers,

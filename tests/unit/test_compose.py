@@ -211,7 +211,7 @@ def test_deploy_env_example_holds_placeholders_only():
     assert "PASSWORD" in service("grafana")["entrypoint"][-1] and PLACEHOLDER in service("grafana")["entrypoint"][-1]
 
 
-def test_prometheus_scrapes_every_web_container_and_loads_the_alert_rules():
+def test_prometheus_scrapes_every_web_and_worker_container_and_loads_the_alert_rules():
     config = yaml.safe_load(PROMETHEUS.read_text())
     assert [(PROMETHEUS.parent / path).resolve() for path in config["rule_files"]] == \
         [ROOT / "config" / "prometheus" / "alerts.yml"]
@@ -223,8 +223,11 @@ def test_prometheus_scrapes_every_web_container_and_loads_the_alert_rules():
     assert f"--config.file={config_target}" in service("prometheus")["command"]
     (job,) = config["scrape_configs"]
     assert job["job_name"] == "backend-ai" and job.get("metrics_path", "/metrics") == "/metrics"
-    (sd,) = job["dns_sd_configs"]
-    assert sd["names"] == ["web"] and sd["type"] == "A" and str(sd["port"]) == environment("web")["PORT"]
+    web, worker = job["dns_sd_configs"]
+    assert web["names"] == ["web"] and web["type"] == "A" and str(web["port"]) == environment("web")["PORT"]
+    # The job worker's own /metrics, in the same job so that `by (job)` sums web and workers alike.
+    assert worker["names"] == ["worker"] and worker["type"] == "A"
+    assert str(worker["port"]) == environment("worker")["JOB_WORKER_METRICS_PORT"]
 
 
 def test_promtool_accepts_the_prometheus_config():
