@@ -238,7 +238,12 @@ def test_worker_grace_period_covers_a_job_step(clean_environment: pytest.MonkeyP
     assert worker["terminationGracePeriodSeconds"] >= settings.longest_request_seconds + STEPS_GRACE_SECONDS
     entry = container("Deployment", "backend-ai-worker")
     assert entry["command"][:len(procfile()["worker"])] == procfile()["worker"]
-    assert "ports" not in entry and "readinessProbe" not in entry, "the worker serves nothing"
+    assert "readinessProbe" not in entry, "the worker serves no API"
+    # Only its metrics, on JOB_WORKER_METRICS_PORT, scraped through the pod's annotations.
+    (metrics_port,) = entry["ports"]
+    env = {item["name"]: item["value"] for item in entry.get("env", [])}
+    assert str(metrics_port["containerPort"]) == env["JOB_WORKER_METRICS_PORT"] == \
+        one("Deployment", "backend-ai-worker")["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]
 
 
 # --- hardening and resources ---------------------------------------------------------------------------------------
@@ -298,7 +303,7 @@ def test_service_hpa_and_pdb_aim_at_the_web_pods():
     assert pdb.get("maxUnavailable") == 1 or pdb.get("minAvailable") == 1
 
 
-def test_network_policies_admit_the_web_port_and_the_needed_egress_only():
+def test_network_policies_admit_the_web_and_worker_metrics_ports_and_the_needed_egress_only():
     policies = [doc for doc in resources() if doc["kind"] == "NetworkPolicy"]
     port = container("Deployment", "backend-ai-web")["ports"][0]["containerPort"]
     everyone = [p["spec"] for p in policies if "Egress" in p["spec"]["policyTypes"]]
@@ -310,11 +315,17 @@ def test_network_policies_admit_the_web_port_and_the_needed_egress_only():
     assert {("UDP", 53), ("TCP", 53), ("TCP", 6379), ("TCP", 5432), ("TCP", 443)} <= egress
     ingress = [(p["spec"]["podSelector"]["matchLabels"], rule) for p in policies
                for rule in p["spec"].get("ingress", [])]
-    assert len(ingress) == 1
-    selector, rule = ingress[0]
-    assert selects(selector, labels_of("Deployment", "backend-ai-web"))
-    assert not selects(selector, labels_of("Deployment", "backend-ai-worker"))
-    assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+    assert len(ingress) == 2
+    (web, web_rule), (worker, worker_rule) = ingress
+    assert selects(web, labels_of("Deployment", "backend-ai-web"))
+    assert not selects(web, labels_of("Deployment", "backend-ai-worker"))
+    assert web_rule["ports"] == [{"protocol": "TCP", "port": port}]
+    # The workers accept their metrics port only; job pods accept nothing.
+    assert selects(worker, labels_of("Deployment", "backend-ai-worker"))
+    assert not selects(worker, labels_of("Deployment", "backend-ai-web"))
+    assert not selects(worker, labels_of("Job", "backend-ai-migrate"))
+    metrics_port = container("Deployment", "backend-ai-worker")["ports"][0]["containerPort"]
+    assert worker_rule["ports"] == [{"protocol": "TCP", "port": metrics_port}]
 
 
 def procfile() -> dict[str, list[str]]:
