@@ -40,6 +40,12 @@ def get(session: Session, caller: Caller) -> Override | None:
     return _override(row) if row is not None else None
 
 
+def any_override(session: Session) -> bool:
+    """Whether any caller has an override (most deployments have none: then no caller's needs reading)."""
+    with statement("budgets.any"):
+        return session.execute(select(BudgetOverride.client).limit(1)).first() is not None
+
+
 def get_many(session: Session, callers: Sequence[Caller]) -> dict[Caller, Override]:
     """The overrides of those callers that have one (a caller without one is simply absent)."""
     keys = list(dict.fromkeys((caller.client, caller.user_id) for caller in callers))

@@ -41,6 +41,9 @@ class BudgetService:
         self._lock = threading.Lock()
         self._db_down_logged = False
         self._db_down_until = 0.0
+        # Whether any override exists, as of (overrides version, monotonic time): while none does, a new caller's
+        # first paid call reads nothing from the database.
+        self._any: tuple[bool, str, float] | None = None
 
     def account(self, caller: Caller) -> Account:
         """The account that pays for the calls made on ``caller``'s behalf."""
@@ -57,8 +60,10 @@ class BudgetService:
         try:
             if now < self._db_down_until:  # a database just found down is not waited for on every paid call
                 raise DatabaseUnavailable()
-            with self._db.session() as session:
-                override = repo.get(session, caller)
+            override = None
+            if self._overrides_exist(seen, now):
+                with self._db.session() as session:
+                    override = repo.get(session, caller)
         except DatabaseUnavailable:
             # Budgets keep being enforced with what is known: the last reading, else the default.
             self._db_down_until = time.monotonic() + DB_RETRY_SECONDS
@@ -70,12 +75,25 @@ class BudgetService:
             return Limits(caller_usd, self.per_key, seen)
         self._db_down_logged = False
         self._db_down_until = 0.0
-        limits = Limits(override.daily_usd if override is not None else self.per_caller, self.per_key, seen)
+        return self._remember(written, Limits(override.daily_usd if override is not None else self.per_caller,
+                                              self.per_key, seen), now)
+
+    def _remember(self, written: str, limits: Limits, now: float) -> Limits:
         with self._lock:
             if len(self._known) >= CACHE_LIMIT:
                 self._known.clear()
             self._known[written] = (limits, now)
         return limits
+
+    def _overrides_exist(self, seen: str, now: float) -> bool:
+        """Whether any override exists: asked again when the overrides version moved or after MAX_AGE."""
+        known = self._any
+        if known is not None and known[1] == seen and now - known[2] < MAX_AGE:
+            return known[0]
+        with self._db.session() as session:
+            exists = repo.any_override(session)
+        self._any = (exists, seen, now)
+        return exists
 
     def check(self, caller: Caller) -> None:
         """BUDGET_EXCEEDED now when the caller (or its key) could not make a paid call: for work queued for later."""
@@ -148,4 +166,5 @@ class BudgetService:
     def _changed(self, caller: Caller) -> None:
         with self._lock:
             self._known.pop(str(caller), None)
+            self._any = None
         self.meter.overrides_changed()

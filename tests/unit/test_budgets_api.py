@@ -176,3 +176,22 @@ def test_a_leader_s_budget_refusal_is_not_handed_to_the_followers_of_its_flight(
     thread.join(5)
     follower.join(5)
     assert answers == [("the follower's own answer", True)]
+
+
+def test_without_any_override_no_caller_s_budget_is_read_from_the_database(budget_app, auth, admin):
+    from prometheus_client import REGISTRY
+
+    def reads(statement: str) -> float:
+        return REGISTRY.get_sample_value("db_query_duration_seconds_count", {"statement": statement}) or 0.0
+
+    client = budget_app.test_client()
+    before = reads("budgets.get")
+    for name in ("ann", "bob", "cid"):
+        assert client.post("/api/analyze", json={"text": f"{name} write a letter."},
+                           headers=user(auth, name)).status_code == 200
+        if name == "ann":
+            looked = reads("budgets.any")
+    assert reads("budgets.get") == before and reads("budgets.any") == looked > 0  # one look for them all
+    assert_ok(client.put("/api/admin/budgets/tester:dan", json={"daily_usd": 1.0}, headers=admin))
+    client.post("/api/analyze", json={"text": "Dan write a letter."}, headers=user(auth, "dan"))
+    assert reads("budgets.get") > before  # an override exists now: the caller's own is read
