@@ -140,8 +140,9 @@ def test_timeouts_resets_and_5xx_all_open_the_breaker(make_app, auth, admin, fak
     for i in range(2):
         assert analyze(client, auth, f"{fault} {i}").status_code in (502, 504)
     calls = fake_gemini.calls
-    started = time.monotonic()
     assert_error(analyze(client, auth, f"{fault} after"), 503, "PROVIDER_UNAVAILABLE")
-    assert time.monotonic() - started < 0.5 and fake_gemini.calls == calls  # refused without waiting upstream
+    # Refused by the open breaker without asking upstream (a hanging provider would have been asked, and waited for,
+    # had the breaker let the call through). No wall-clock bound: the shared CI host is too noisy for one.
+    assert fake_gemini.calls == calls
     state = assert_ok(client.get("/api/circuit-breaker/state", headers=admin))["breakers"]["gemini"]
     assert state["state"] == "open" and state["consecutive_failures"] == 2
