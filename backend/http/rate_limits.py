@@ -32,7 +32,7 @@ from backend.resilience.rate_window import MovingWindowLimiter, Quota, Verdict
 from backend.resilience.spend import utc_day
 from backend.resilience.spend_meter import requests_key
 from backend.resilience.store import MemoryStore
-from backend.schemas.caller import USER_ID
+from backend.schemas.caller import USER_ID, Caller
 from backend.settings import Settings
 
 
@@ -140,7 +140,7 @@ def _requests_counter() -> tuple[str, ...]:
     user = request.headers.get("X-User-ID")
     if name is None or (user is not None and not USER_ID.match(user)):
         return ()
-    return (requests_key(utc_day(time.time()), f"{name}:{user}" if user else name),)
+    return (requests_key(utc_day(time.time()), str(Caller(name, user or ""))),)
 
 
 def _enforce(limiter: MovingWindowLimiter, quotas: list[Quota], gates: tuple[str, ...] = (),

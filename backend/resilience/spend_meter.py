@@ -2,7 +2,6 @@
 admission and each settlement one atomic step (backend.resilience.spend_state, in Lua and in Python)."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -23,7 +22,6 @@ VERSION_KEY = "spend:overrides-version"
 HOLD_RETRY_AFTER = 2.0  # refused because calls in flight hold the rest: they settle within moments
 HOLD_WAIT = 3.0  # how long an admission waits for calls in flight to settle before it is refused
 HOLD_POLL = 0.1
-LOCAL_TOP = 500  # callers the local index keeps (Redis keeps all in a sorted set)
 
 
 class SpendMeter:
@@ -101,13 +99,13 @@ class SpendMeter:
         for index, budget in ((0, limits.caller_usd), (1, limits.key_usd)):
             try:
                 refused, spent = self.local.update(keys[index], partial(
-                    _admit_one, clock=self.clock, budget=budget, hold_id=hold_id, amount=amount, seconds=seconds,
-                    report=self._report_malformed), ttl=machine.DAY_TTL)
+                    machine.admit_update, clock=self.clock, budget=budget, hold_id=hold_id, amount=amount,
+                    seconds=seconds, report=self._report_malformed), ttl=machine.DAY_TTL)
             except StoreUnavailable:
                 return "ok", "", 0.0  # nowhere to count at all: allow rather than fail every paid call
             if refused:
                 for key in taken:
-                    self.local.update(key, lambda raw: _settle_one(raw, hold_id, 0.0), ttl=machine.DAY_TTL)
+                    self.local.update(key, lambda raw: machine.settle_update(raw, hold_id, 0.0), ttl=machine.DAY_TTL)
                 return "refuse", _SCOPES[index + 1], spent
             taken.append(keys[index])
         return "ok", "", 0.0
@@ -123,11 +121,12 @@ class SpendMeter:
         if hold.on_redis or cost_usd > 0:
             if self._settle_redis(hold, keys, cost_usd):
                 return
+        ttl = machine.DAY_TTL
         try:
             for key in keys[:2]:
-                self.local.update(key, lambda raw: _settle_one(raw, hold.hold_id, cost_usd), ttl=machine.DAY_TTL)
+                self.local.update(key, lambda raw: machine.settle_update(raw, hold.hold_id, cost_usd), ttl=ttl)
             if cost_usd > 0:
-                self.local.update(keys[3], lambda raw: _index_one(raw, account.caller, cost_usd), ttl=machine.DAY_TTL)
+                self.local.update(keys[3], lambda raw: machine.index_update(raw, account.caller, cost_usd), ttl=ttl)
             self.version_seen = self._local_version()
         except StoreUnavailable:
             logger.warning("a paid call's cost could not be counted anywhere", extra={"cost_usd": cost_usd})
@@ -185,7 +184,7 @@ class SpendMeter:
                 return [(str(name), float(score)) for name, score in ranked], float(total or 0)
             except StoreUnavailable:
                 pass
-        index = _parse_index(self.local.get(f"spend:{day}:top"))
+        index = machine.parse_index(self.local.get(f"spend:{day}:top"))
         callers = sorted(index["callers"].items(), key=lambda item: (-item[1], item[0]))[:limit]
         return callers, float(index["total"])
 
@@ -257,45 +256,3 @@ def requests_key(day: str, caller: str) -> str:
 
 def _budget_arg(budget: float | None) -> str:
     return "" if budget is None else repr(float(budget))
-
-
-def _admit_one(raw: str | None, clock: Callable[[], float], budget: float | None, hold_id: str, amount: float,
-               seconds: float, report: Callable[[], None]) -> tuple[str | None, tuple[bool, float]]:
-    # The clock is read inside the store's atomic update, as the script reads TIME.
-    now = clock()
-    doc, malformed = machine.parse(raw)
-    if malformed:
-        report()
-    if machine.refuses(doc, now, budget):
-        return None, (True, float(doc["spent"]))
-    if amount <= 0:
-        return None, (False, float(doc["spent"]))
-    machine.take(doc, now, hold_id, amount, seconds)
-    return machine.dump(doc), (False, float(doc["spent"]))
-
-
-def _settle_one(raw: str | None, hold_id: str, cost_usd: float) -> tuple[str | None, None]:
-    doc, _ = machine.parse(raw)
-    machine.settle(doc, hold_id, cost_usd)
-    return machine.dump(doc), None
-
-
-def _parse_index(raw: str | None) -> dict[str, Any]:
-    """The local twin of the top callers' sorted set and the day's total: {"total", "callers": {caller: spent}}."""
-    try:
-        index = json.loads(raw) if raw else None
-    except ValueError:
-        index = None
-    if not isinstance(index, dict) or not isinstance(index.get("callers"), dict):
-        return {"total": 0.0, "callers": {}}
-    return index
-
-
-def _index_one(raw: str | None, caller: str, cost_usd: float) -> tuple[str, None]:
-    index = _parse_index(raw)
-    index["total"] = float(index.get("total", 0)) + cost_usd
-    callers = index["callers"]
-    callers[caller] = float(callers.get(caller, 0)) + cost_usd
-    if len(callers) > LOCAL_TOP:  # keep the biggest spenders: the list is for "who spends most"
-        del callers[min(callers, key=lambda name: callers[name])]
-    return machine.dump(index), None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Callable
 
 DAY_TTL = 2 * 86400  # a day's documents outlive the day (a late settle, the admin's view of yesterday), then go
 
@@ -77,6 +77,54 @@ def settle(doc: dict[str, Any], hold_id: str, cost: float) -> None:
 
 def dump(doc: dict[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"))
+
+
+# -- the Python twin's steps, one store update each (the meter composes them; the script does all at once) -------
+
+LOCAL_TOP = 500  # callers the local index keeps (Redis keeps all in a sorted set)
+
+
+def admit_update(raw: str | None, clock: Callable[[], float], budget: float | None, hold_id: str, amount: float,
+                 seconds: float, report: Callable[[], None]) -> tuple[str | None, tuple[bool, float]]:
+    """One subject's admission: (new document or None, (refused, spent)). The clock is read inside the store's
+    atomic update, as the script reads TIME."""
+    now = clock()
+    doc, malformed = parse(raw)
+    if malformed:
+        report()
+    if refuses(doc, now, budget):
+        return None, (True, float(doc["spent"]))
+    if amount <= 0:
+        return None, (False, float(doc["spent"]))
+    take(doc, now, hold_id, amount, seconds)
+    return dump(doc), (False, float(doc["spent"]))
+
+
+def settle_update(raw: str | None, hold_id: str, cost_usd: float) -> tuple[str | None, None]:
+    doc, _ = parse(raw)
+    settle(doc, hold_id, cost_usd)
+    return dump(doc), None
+
+
+def parse_index(raw: str | None) -> dict[str, Any]:
+    """The local twin of the top callers' sorted set and the day's total: {"total", "callers": {caller: spent}}."""
+    try:
+        index = json.loads(raw) if raw else None
+    except ValueError:
+        index = None
+    if not isinstance(index, dict) or not isinstance(index.get("callers"), dict):
+        return {"total": 0.0, "callers": {}}
+    return index
+
+
+def index_update(raw: str | None, caller: str, cost_usd: float) -> tuple[str, None]:
+    index = parse_index(raw)
+    index["total"] = float(index.get("total", 0)) + cost_usd
+    callers = index["callers"]
+    callers[caller] = float(callers.get(caller, 0)) + cost_usd
+    if len(callers) > LOCAL_TOP:  # keep the biggest spenders: the list is for "who spends most"
+        del callers[min(callers, key=lambda name: callers[name])]
+    return dump(index), None
 
 
 LUA = """
