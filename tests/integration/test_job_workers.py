@@ -112,6 +112,18 @@ def _plans_asked(fake):
     return sum(1 for request in fake.requests() if title(request) == "LessonPlan")
 
 
+def _slow_lesson_under_way(service, worker_env, workers, fake_gemini, *, steps_done: int) -> tuple[int, Worker, str]:
+    """A four-section lesson (slow fake) on a first worker, once it has done ``steps_done`` steps: (its steps, that
+    worker, the job's id)."""
+    jobs, database = service
+    fake_gemini.configure(latency_ms=300)
+    first = Worker(worker_env)
+    workers.append(first)
+    job_id = jobs.submit(CALLER, LessonInputs(topic=_topic(), sections=4))["job_id"]
+    _wait(database, job_id, lambda j: j.steps_done >= steps_done)
+    return 1 + 2 * 4, first, job_id
+
+
 def test_a_worker_runs_a_lesson_job_end_to_end(service, worker_env, workers, fake_gemini):
     jobs, database = service
     port = spare_port()
@@ -130,13 +142,8 @@ def test_a_worker_runs_a_lesson_job_end_to_end(service, worker_env, workers, fak
 
 def test_a_killed_workers_job_is_finished_by_another_without_paying_twice(service, worker_env, workers,
                                                                            fake_gemini):
-    jobs, database = service
-    fake_gemini.configure(latency_ms=300)
-    steps = 1 + 2 * 4
-    first = Worker(worker_env)
-    workers.append(first)
-    job_id = jobs.submit(CALLER, LessonInputs(topic=_topic(), sections=4))["job_id"]
-    _wait(database, job_id, lambda j: j.steps_done >= 3)
+    database = service[1]
+    steps, first, job_id = _slow_lesson_under_way(service, worker_env, workers, fake_gemini, steps_done=3)
     first.signal(signal.SIGKILL)
     first.process.wait(10)
     at_kill = _row(database, job_id)
@@ -152,13 +159,8 @@ def test_a_killed_workers_job_is_finished_by_another_without_paying_twice(servic
 
 def test_sigterm_hands_the_job_back_and_the_next_worker_pays_nothing_twice(service, worker_env, workers,
                                                                            fake_gemini):
-    jobs, database = service
-    fake_gemini.configure(latency_ms=300)
-    steps = 1 + 2 * 4
-    first = Worker(worker_env)
-    workers.append(first)
-    job_id = jobs.submit(CALLER, LessonInputs(topic=_topic(), sections=4))["job_id"]
-    _wait(database, job_id, lambda j: j.steps_done >= 1)
+    database = service[1]
+    steps, first, job_id = _slow_lesson_under_way(service, worker_env, workers, fake_gemini, steps_done=1)
     first.signal(signal.SIGTERM)
     assert first.process.wait(20) == 0  # a graceful exit, once the steps in flight finished
     handed = _row(database, job_id)
