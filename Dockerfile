@@ -3,9 +3,10 @@
 #   docker run -p 8000:8000 --env-file .env backend-ai                          # web (gunicorn)
 #   docker run --env-file .env backend-ai python -m backend.jobs.worker          # worker
 #   docker run --env-file .env backend-ai flask --app wsgi db upgrade            # release step (migrations)
-# Stopping: SIGTERM lets in-flight requests finish for up to gunicorn's graceful_timeout (LONGEST_REQUEST_SECONDS
-# + 25, 125 s by default) and running jobs reach their next step; give the runtime at least that long
-# (`docker stop -t 130`, compose stop_grace_period, Kubernetes terminationGracePeriodSeconds).
+# Stopping: on SIGTERM web drains (still serving for SHUTDOWN_DRAIN_SECONDS while /health/ready says 503), then
+# lets in-flight requests finish, within gunicorn's graceful_timeout (LONGEST_REQUEST_SECONDS + 25 +
+# SHUTDOWN_DRAIN_SECONDS, 130 s by default), and running jobs reach their next step; give the runtime at least that
+# long (`docker stop -t 135`, compose stop_grace_period, Kubernetes terminationGracePeriodSeconds).
 # BASE: the official image for users; scripts/image-test.sh passes a locally built Debian bookworm with python3.
 ARG BASE=python:3.11-slim-bookworm
 

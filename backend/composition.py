@@ -37,6 +37,7 @@ from backend.services.speech_out import SynthesisService
 from backend.services.turn_stream import TurnStreams
 from backend.services.turn_types import TurnSettings
 from backend.services.turns import TurnService
+from backend.serving.drain import Drain
 from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class Backend:
     jobs: JobService
     executor: ThreadPoolExecutor
     budgets: BudgetService
+    # Begun by the gunicorn worker's SIGTERM (config/gunicorn.conf.py hands it over); /health/ready reads it.
+    drain: Drain
 
     @property
     def breakers(self) -> dict[str, CircuitBreaker]:
@@ -190,6 +193,7 @@ def build_backend(settings: Settings) -> Backend:
         budgets=BudgetService(database, SpendMeter(shared.local, shared.redis),
                               per_caller=settings.budget_daily_usd_per_caller,
                               per_key=settings.budget_daily_usd_per_key),
+        drain=Drain(settings.shutdown_drain_seconds),
     )
 
 

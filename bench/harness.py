@@ -148,7 +148,7 @@ def service_env(gemini: FakeProcess | None, *, redis: str | None = "default", az
     """Production settings with auth, limits, JSON logs, Redis (under a fresh key prefix) and the fakes."""
     env = {"APP_ENV": "production", "API_KEYS": f"bench:{CLIENT_KEY}", "ADMIN_API_KEY": ADMIN_KEY,
            "RATE_LIMIT_AI": HIGH_LIMIT, "RATE_LIMIT_AI_PER_KEY": HIGH_LIMIT, "RATE_LIMIT_DEFAULT": HIGH_LIMIT,
-           "LOG_FORMAT": "json", "LOG_LEVEL": "INFO",
+           "LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "SHUTDOWN_DRAIN_SECONDS": "0",  # no balancer to drain from
            "REDIS_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:10]}:",
            "CACHE_DIR": tempfile.mkdtemp(prefix="bench-cache-")}
     if redis:

@@ -1,6 +1,7 @@
 """gunicorn settings: bounded gthread workers (WEB_CONCURRENCY x WEB_THREADS) on PORT, JSON logs, clean worker exit."""
 import gc
 import glob
+import math
 import os
 import tempfile
 
@@ -31,9 +32,11 @@ worker_connections = threads + 256
 # For gthread workers this is a heartbeat timeout: a worker whose main loop stalls this long is restarted.
 # Requests are bounded by our own deadline (REQUEST_DEADLINE_SECONDS) and the audio_url download limits.
 timeout = max(60, int(_settings.request_deadline_seconds) + 15)
-# On SIGTERM, in-flight requests (already paid for upstream) may finish: the deadline as the longest allowed input
-# extends it (a minute of audio adds ~55 s) + an audio_url download (20 s) + margin.
-graceful_timeout = int(_settings.longest_request_seconds) + 25
+# On SIGTERM a worker first drains for SHUTDOWN_DRAIN_SECONDS, still accepting while /health/ready says 503
+# (backend/serving/drain.py); then the requests in flight (already paid for upstream) may finish: the deadline as
+# the longest allowed input extends it (a minute of audio adds ~55 s) + an audio_url download (20 s) + margin.
+# The master kills what is left once this has passed since the SIGTERM.
+graceful_timeout = int(_settings.longest_request_seconds) + 25 + math.ceil(_settings.shutdown_drain_seconds)
 keepalive = 5
 # Heartbeat files in memory, not on a possibly slow disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -91,6 +94,8 @@ def post_worker_init(worker):
     backend = getattr(worker.wsgi, "extensions", {}).get(EXTENSION)
     if backend is not None:
         backend.warm_up()
+        # The app's drain state, which the worker's SIGTERM begins and /health/ready reads.
+        worker.drain = backend.drain
     # The imported libraries and the app are some 130,000 objects that live as long as the worker: left to the
     # collector, every full collection walks them all (about 70 ms, measured, stalling every thread of the
     # worker). Frozen, they are never scanned again.

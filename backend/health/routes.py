@@ -18,9 +18,14 @@ def liveness():
 
 @bp.get("/health/ready")
 def readiness() -> Response:
-    """Ready when requests can be served: settings were valid (else no app) and the local store answers,
-    which is also the fallback while Redis is down."""
-    shared = current_backend().shared
+    """Ready when requests can be served: settings were valid (else no app), the process is not draining before
+    it stops (it still serves, so that load balancers can move away: backend/serving/drain.py), and the local store
+    answers, which is also the fallback while Redis is down."""
+    backend = current_backend()
+    if backend.drain.draining:
+        raise ServiceUnavailable("Not ready: shutting down, finishing the requests in flight",
+                                 details={"draining": True}, retry_after=backend.drain.remaining())
+    shared = backend.shared
     if not shared.local_store_answers():
         raise ServiceUnavailable("Not ready: the local store cannot be read", details={"cache": shared.health()},
                                  retry_after=5)

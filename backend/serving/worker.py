@@ -11,9 +11,13 @@ HEADER_TIMEOUT_SECONDS of silence. And the graceful close after a last response,
 main loop (up to 2 s per connection, stalling every other one), is done there without blocking. A buffering
 reverse proxy in front (config/nginx/) remains the first line.
 
+On SIGTERM the worker drains first (backend/serving/drain.py): /health/ready says 503 while it still serves for
+SHUTDOWN_DRAIN_SECONDS, then it stops accepting and finishes what is in flight.
+
 Only plain HTTP/1.1 is served this way (TLS and HTTP/2 end at the proxy). No Flask here: this is below the app.
-It overrides gthread's hooks (accept, enqueue_req, finish_request, murder_pending, TConn.init) of the pinned
-gunicorn; on an upgrade, tests/integration/test_slow_clients.py shows whether they still hold.
+It overrides gthread's hooks (accept, enqueue_req, finish_request, murder_pending, _cap_keepalive, handle_exit,
+handle_request, TConn.init) of the pinned gunicorn; on an upgrade, tests/integration/test_slow_clients.py and
+test_draining.py show whether they still hold.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from gunicorn import util
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from backend.serving.drain import DrainingWorker
 
 # What the main loop buffers of one head at most (a waiting connection costs this memory, no thread); a longer
 # head goes to a thread, which reads the rest within the same deadline.
@@ -114,8 +120,9 @@ class BoundedConn(TConn):
             self.head.clear()
 
 
-class BoundedThreadWorker(ThreadWorker):
-    """gthread worker whose threads only ever wait on clients within HEADER_/BODY_TIMEOUT_SECONDS."""
+class BoundedThreadWorker(DrainingWorker, ThreadWorker):
+    """gthread worker whose threads only ever wait on clients within HEADER_/BODY_TIMEOUT_SECONDS, and that drains
+    before it stops."""
 
     header_timeout = 10.0
     body_timeout = 60.0
@@ -221,19 +228,26 @@ class BoundedThreadWorker(ThreadWorker):
         util.close(conn.sock)
 
     def murder_pending(self) -> None:
-        """gunicorn's clean-up, then close what is past its deadline (and, when stopping, heads not yet begun)."""
+        """gunicorn's clean-up (and the drain's), then close what is past its deadline."""
         super().murder_pending()
         now = time.monotonic()
         for conn in list(self.awaiting_heads):
-            late = conn.budget.deadline <= now
-            if late or (not self.alive and not conn.head):
-                self.drop_head(conn, _REQUEST_TIMEOUT if late and conn.head else b"")
+            if conn.budget.deadline <= now:
+                self.drop_head(conn, _REQUEST_TIMEOUT if conn.head else b"")
             elif self.alive:
-                break
+                break  # in deadline order until the worker stops (_cap_keepalive shortens some)
         for conn in list(self.lingering):
             if conn.budget.deadline > now:
                 break
             self.end_linger(conn)
+
+    def _cap_keepalive(self, deadline: float) -> None:
+        """Stopping: gunicorn closes kept-alive connections by `deadline`; a connection that has not begun its head
+        gets as long, since its request may be on its way (accepted just before the worker stopped)."""
+        super()._cap_keepalive(deadline)
+        for conn in self.awaiting_heads:
+            if not conn.head:
+                conn.budget.deadline = min(conn.budget.deadline, deadline)
 
     def enqueue_req(self, conn) -> None:
         """Hand a connection to the threads; a request pipelined behind the last one starts its head phase."""

@@ -79,6 +79,9 @@ class Settings(GeminiSettings, FallbackSettings, AzureSpeechSettings, DatabaseSe
     # and a body may pause no longer; the whole body must arrive within BODY_TIMEOUT_SECONDS. Else: closed.
     header_timeout_seconds: float = Field(10.0, gt=0, le=300)
     body_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    # On SIGTERM a web worker answers 503 on /health/ready for this long while still serving (load balancers stop
+    # sending), then stops accepting and lets in-flight requests and streams finish (backend/serving/worker.py).
+    shutdown_drain_seconds: float = Field(5.0, ge=0, le=120)
 
     rate_limit_default: str = "600/minute"
     rate_limit_ai: str = "60/minute"

@@ -28,7 +28,8 @@ class Gunicorn:
     def __init__(self, env: dict[str, str], *, workers: int = 2, threads: int = 8, log_path: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**_base_env(), **{k: str(v) for k, v in env.items()},
+        # No drain window unless a test asks (test_draining.py): nothing balances load here, and each stop would wait.
+        self.env = {**_base_env(), "SHUTDOWN_DRAIN_SECONDS": "0", **{k: str(v) for k, v in env.items()},
                     "WEB_CONCURRENCY": str(workers), "WEB_THREADS": str(threads), "PORT": str(self.port),
                     "HOST": "127.0.0.1"}
         self.workers = workers

@@ -219,16 +219,25 @@ def graceful_timeouts(*settings: dict[str, str], cwd: Path) -> list[int]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_web_grace_period_covers_the_drain_and_gunicorns_graceful_timeout(tmp_path: Path):
+# Seconds a deleted pod must go on accepting connections, for the endpoint change to reach kube-proxy and the
+# ingress controller: the preStop pause, then the workers' drain window.
+ENDPOINTS_PROPAGATION_SECONDS = 10
+
+
+def test_web_grace_period_covers_the_drain_and_gunicorns_graceful_timeout(tmp_path: Path,
+                                                                          clean_environment: pytest.MonkeyPatch):
     configured, defaults = graceful_timeouts(deployment_values(), {}, cwd=tmp_path)
     # The defaults' figure that the comments quote; the ConfigMap's figure is the one that must be covered (the
-    # same unless REQUEST_DEADLINE_SECONDS or MAX_AUDIO_SECONDS was changed there).
-    assert defaults == 125
+    # same unless REQUEST_DEADLINE_SECONDS, MAX_AUDIO_SECONDS or SHUTDOWN_DRAIN_SECONDS was changed there).
+    assert defaults == 130
     web = container("Deployment", "backend-ai-web")
     pre_stop = web["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep" and int(pre_stop[1]) >= 5, "the preStop hook waits for endpoints to update"
+    drain = load_settings(deployment_values()).shutdown_drain_seconds
+    assert int(pre_stop[1]) + drain >= ENDPOINTS_PROPAGATION_SECONDS, "accepting stops before endpoints update"
     grace = one("Deployment", "backend-ai-web")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace >= int(pre_stop[1]) + max(configured, defaults)
+    # + 5 s for gunicorn's master to reap its workers and exit.
+    assert grace >= int(pre_stop[1]) + max(configured, defaults) + 5
 
 
 def test_worker_grace_period_covers_a_job_step(clean_environment: pytest.MonkeyPatch):
