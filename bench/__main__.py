@@ -39,6 +39,10 @@ def figures_of(name: str, r: dict | None, out: str) -> tuple[str, str]:
     if name == "miss_overhead":
         return (f"p50 +{r['overhead_p50_ms']:.2f} ms, p99 +{r['overhead_p99_ms']:.2f} ms "
                 f"(SDK alone p50 +{r['sdk_p50_ms']:.1f})"), "p50 < 2 ms, p99 < 10 ms"
+    if name == "gateway_peer":
+        return (f"added p50 {r['service_added_p50_ms']:.1f} vs Portkey {r['portkey_added_p50_ms']:.1f} ms "
+                f"{r['latency_ratio']:.2f}x; {r['service_rps']:.0f} vs {r['portkey_rps']:.0f} req/s "
+                f"{r['throughput_ratio']:.2f}x; CPU {r['service_cpu_ms']:.1f} ms"), "<=1.0x, >=1.0x, <=5 ms CPU"
     if name == "budgets":
         return (f"hit on/off p50 {r['hit_ratio']:.3f} (in-process {r['inproc_ratio']:.3f}); paid call "
                 f"+{r['paid_added_us']:.0f} us"), "hit on/off <= 1.05"
@@ -129,6 +133,7 @@ def main() -> int:
         cache_tiers,
         conversation,
         fan_in,
+        gateway_peer,
         gunicorn_settings,
         hit_throughput,
         jobs,
@@ -148,6 +153,7 @@ def main() -> int:
         ("local_analysis", "local analysis (degraded answer)", lambda: local_analysis.main([])),
         ("hit_throughput", "cache-hit throughput / health", lambda: hit_throughput.main([])),
         ("miss_overhead", "overhead on a miss", lambda: miss_overhead.main([])),
+        ("gateway_peer", "miss vs the Portkey gateway", lambda: gateway_peer.main([])),
         ("budgets", "daily budgets: hit, paid call", lambda: budgets.main([])),
         ("conversation", "conversation turns, SQLite/PG", lambda: conversation.main([])),
         ("slow_upstream", "slow upstream (1 s), default", lambda: slow_upstream.main([])),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages, installed only when missing: `runtime` (what the service needs), `test` (plus what the
 # tests need: redis-server, promtool from prometheus, chromium for the dashboard's browser test, nginx,
-# docker-compose to validate the compose file, the postgresql server), or `bench` (plus wrk, the load generator of the benchmarks).
+# docker-compose to validate the compose file, the postgresql server), or `bench` (plus wrk, the load generator of
+# the benchmarks, and Node.js with npm for the Portkey gateway that bench/gateway_peer.py measures against).
 set -euo pipefail
 profile="${1:-runtime}"
 missing=()
@@ -10,6 +11,9 @@ ldconfig -p 2>/dev/null | grep -q 'libssl.so.3' || missing+=(libssl3)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 if [ "$profile" = "bench" ]; then
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  # The Portkey gateway, the peer bench/gateway_peer.py measures the miss path against, runs on Node.js.
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   profile=test
 fi
 if [ "$profile" = "test" ]; then
