@@ -18,8 +18,6 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, request
 from flask_limiter import Limit, Limiter, RateLimitExceeded
 from limits import parse as parse_limit
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from backend.errors import RateLimited
 from backend.http.auth import identify_client, lock_key, refuse_locked
@@ -29,6 +27,7 @@ from backend.http.envelope import fail
 from backend.observability import metrics
 from backend.observability.access_log import route_template
 from backend.resilience.rate_window import MovingWindowLimiter, Quota, Verdict
+from backend.resilience.redis_connect import connection_pool, fail_fast
 from backend.resilience.spend import utc_day
 from backend.resilience.spend_meter import requests_key
 from backend.resilience.store import MemoryStore
@@ -76,8 +75,10 @@ def init_rate_limits(app: Flask, settings: Settings, *, ai_blueprint: Blueprint,
     """A limiter for this app, on Redis (fail-fast) when configured, else on this process's memory; per_address
     maps endpoints (of exempt blueprints) to a limit per address of their own."""
     redis_url = settings.redis_url.get_secret_value()
-    options: dict[str, Any] = {"socket_connect_timeout": 0.25, "socket_timeout": 0.25, "retry": Retry(NoBackoff(), 0),
-               "health_check_interval": 0} if redis_url else {}
+    # limits' own redis+sentinel storage is not used: it reads the db into the service name, knows no TLS nor
+    # sentinel password, and reads windows from replicas (stale counts); this pool, built like the store's, is
+    # fail-fast and always on the primary, for every form of REDIS_URL.
+    options: dict[str, Any] = {"connection_pool": connection_pool(redis_url, **fail_fast())} if redis_url else {}
     # flask-limiter would put Retry-After on every limited response, overriding a breaker's own Retry-After
     # on a 503; our 429 envelope sets Retry-After itself, so the limiter's copy goes under another name.
     app.config["RATELIMIT_HEADER_RETRY_AFTER"] = "X-RateLimit-Retry-After"
@@ -85,7 +86,7 @@ def init_rate_limits(app: Flask, settings: Settings, *, ai_blueprint: Blueprint,
     # per-user key, so invented X-User-IDs cannot mint more keys than the cap allows requests.
     per_key = Limit(default_limit_per_key, key_function=client_key, scope="all-routes", shared=True)
     limiter = Limiter(caller_key, app=app, default_limits=[per_key, default_limit], strategy="moving-window",
-                      storage_uri=redis_url or "memory://", storage_options=options,
+                      storage_uri="redis://" if redis_url else "memory://", storage_options=options,
                       key_prefix=f"{settings.redis_key_prefix}ratelimit", headers_enabled=True,
                       in_memory_fallback_enabled=True, swallow_errors=True)
     for blueprint in [*exempt, ai_blueprint]:

@@ -14,6 +14,7 @@ from huey.storage import RedisStorage
 from sqlalchemy.engine import make_url
 
 from backend.db.engine import ensure_sqlite_directory
+from backend.resilience.redis_connect import connection_pool, fail_fast
 from backend.settings import Settings
 
 if TYPE_CHECKING:
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 
 QUEUE_NAME = "jobs"
 DEFAULT_QUEUE_FILE = Path("./var/jobs-queue.db")
+# The queue's connections: named on each connect; a reply may take 5 s, as a worker's BRPOP waits 1 s for one;
+# no client retries: a submission whose enqueue fails stays queued in its row for the sweeper, and the consumer
+# backs off by itself. A connection lost with a primary is dropped; the next one goes to the primary of the moment.
+QUEUE_CONNECTION = {"client_name": "backend-ai-jobs", **fail_fast(1.0), "socket_timeout": 5.0}
 
 
 class PrefixedRedisStorage(RedisStorage):
@@ -53,9 +58,9 @@ def build_huey(settings: Settings, *, immediate: bool = False) -> Huey:
     """A Huey for the settings (no results kept: the job row holds them); ``immediate`` runs tasks in the caller."""
     redis_url = settings.redis_url.get_secret_value()
     if redis_url:
-        # No connection is made here: the pool connects on first use.
-        return PrefixedRedisHuey(QUEUE_NAME, results=False, immediate=immediate, url=redis_url,
-                                 key_prefix=settings.redis_key_prefix, client_name="backend-ai-jobs")
+        # No connection is made here: the pool (a plain URL or Sentinel's current primary) connects on first use.
+        return PrefixedRedisHuey(QUEUE_NAME, results=False, immediate=immediate, key_prefix=settings.redis_key_prefix,
+                                 connection_pool=connection_pool(redis_url, **QUEUE_CONNECTION))
     path = queue_file(settings.database_url)
     ensure_sqlite_directory(f"sqlite:///{path}")
     return SqliteHuey(QUEUE_NAME, results=False, immediate=immediate, filename=str(path))

@@ -7,9 +7,8 @@ import time
 from typing import Any, Callable, Iterable, TypeVar
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from backend.resilience.redis_connect import close_client, fail_fast, redis_client
 from backend.resilience.store import Outage, Store, StoreUnavailable, require_bytes
 
 logger = logging.getLogger(__name__)
@@ -45,14 +44,13 @@ class RedisStore(Store):
                  cache_memory_share: float = CACHE_MEMORY_SHARE, memory_check_interval: float = 1.0):
         self.prefix = prefix
         self.probe_interval = probe_interval
-        # retry=Retry(NoBackoff(), 0): redis-py 6+ retries 3 times by default; a retry loop is what we must avoid.
-        options: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout,
-                                   "retry_on_timeout": False, "health_check_interval": 0,
-                                   "max_connections": max_connections}
-        self.client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), decode_responses=True, **options)
+        # A plain URL or Sentinel (backend/resilience/redis_connect.py): through a failover, commands to the lost
+        # primary fail fast like any outage, and the probe after it connects to the primary the sentinels name.
+        options: dict[str, Any] = {**fail_fast(timeout), "max_connections": max_connections}
+        self.client = redis_client(url, decode_responses=True, **options)
         # Cache entries are bytes (synthesised audio among them): a second pool whose replies are not decoded, as
         # fail-fast as the first and behind the same outage switch (every call goes through self.call).
-        self.binary = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), decode_responses=False, **options)
+        self.binary = redis_client(url, decode_responses=False, **options)
         self.outage = Outage("redis", probe_interval, down_message="redis unreachable: falling back to local state",
                              up_message="redis is reachable again: sharing resumed")
         self.cache_memory_share = cache_memory_share
@@ -175,8 +173,8 @@ class RedisStore(Store):
         return self.client.register_script(source)
 
     def close(self) -> None:
-        self.client.close()
-        self.binary.close()
+        close_client(self.client)
+        close_client(self.binary)
 
 
 def _ms(seconds: float | None) -> int:

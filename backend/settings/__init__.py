@@ -11,6 +11,7 @@ from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backend.resilience.redis_connect import parse_redis_url
 from backend.schemas.hosts import parse_allowed_hosts
 from backend.settings.budgets import BudgetSettings
 from backend.settings.database import DatabaseSettings
@@ -138,9 +139,10 @@ class Settings(GeminiSettings, FallbackSettings, AzureSpeechSettings, DatabaseSe
     @field_validator("redis_url")
     @classmethod
     def _valid_redis_url(cls, value: SecretStr) -> SecretStr:
-        url = value.get_secret_value()
-        if url and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        """A plain Redis URL or a Sentinel one (the forms: backend/resilience/redis_connect.py); the error never
+        quotes the URL, which may hold a password."""
+        if value.get_secret_value():
+            parse_redis_url(value.get_secret_value())
         return value
 
     @field_validator("api_keys")
