@@ -6,10 +6,11 @@
 #   web    read-only root: migrations (the release step), gunicorn: /health, `podman healthcheck run`, AI endpoints
 #          answered by the fakes (Gemini; Azure Speech through the SDK's native libraries), the process not root
 #   worker the same image as the job worker: a lesson job posted to web runs there; SIGTERM stops it, exit 0
-#   drain  `podman stop` while a slow request is in flight: the request completes 200 and gunicorn exits 0
+#   drain  `podman stop` while a slow request is in flight: /health/ready 503 while requests are still answered,
+#          then the request (outlasting the window) completes 200 and gunicorn exits 0
 # Prints each check and the time of each phase; exits non-zero on the first failure; removes its containers always.
 # Podman here (see the note at PODMAN below) needs runc and explicit ulimits. Set IMAGE_TEST_REBUILD_BASE=1 to
-# debootstrap the base again.
+# debootstrap the base again (from apt's own mirror, or IMAGE_TEST_MIRROR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE="${IMAGE_TEST_TAG:-localhost/backend-ai:test}"
@@ -70,7 +71,8 @@ else
   mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ && $2 !~ /security/ { print $2; exit }')
   [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) \
     { print $i; exit } }' /etc/apt/sources.list 2>/dev/null || true)
-  mirror="${mirror:-http://deb.debian.org/debian}"
+  mirror="${IMAGE_TEST_MIRROR:-$mirror}"
+  [ -n "$mirror" ] || fail "no Debian mirror in apt's sources: set IMAGE_TEST_MIRROR"
   rootfs="$work/rootfs"
   echo "   debootstrap bookworm from $mirror"
   $SUDO debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libssl3 bookworm "$rootfs" \
@@ -219,14 +221,27 @@ pm logs "$RUN_ID-worker" 2>&1 | grep -q "job worker exited" || fail "the worker 
 ok "SIGTERM: the worker stopped cleanly in $(since "$t") s, exit 0"
 
 phase drain "podman stop during a slow request"
-curl -sf -d '{"latency_ms": 2000}' "$gemini_url/_fake/config" >/dev/null
+curl -sf -d '{"latency_ms": 7000}' "$gemini_url/_fake/config" >/dev/null  # outlasts the 5 s drain window
 before=$(calls "$gemini_url")
 analyze "She go to school every days." "$work/slow" >"$work/slow.code" &
 slow_pid=$!
 for _ in $(seq 1 100); do [ "$(calls "$gemini_url")" -gt "$before" ] && break; sleep 0.05; done
 [ "$(calls "$gemini_url")" -gt "$before" ] || fail "the slow request did not reach the fake Gemini"
 t=$EPOCHREALTIME
-pm stop -t 30 "$RUN_ID-web" >/dev/null
+pm stop -t 30 "$RUN_ID-web" >/dev/null &
+stop_pid=$!
+# The drain window (SHUTDOWN_DRAIN_SECONDS, 5 s by default): readiness says 503 while requests are still answered.
+ready=""
+for _ in $(seq 1 80); do
+  ready=$(curl -s -o /dev/null -w '%{http_code}' "$base/health/ready" || true)
+  [ "$ready" = 503 ] && break
+  sleep 0.05
+done
+[ "$ready" = 503 ] || fail "/health/ready did not turn 503 after SIGTERM (last: ${ready:-no answer})"
+during=$(curl -s -o /dev/null -w '%{http_code}' "$base/health" || true)
+[ "$during" = 200 ] || fail "a request sent during the drain window: ${during:-no answer}"
+ok "draining: /health/ready 503 while a new request is still answered 200"
+wait "$stop_pid"
 stopped_in=$(since "$t")
 wait "$slow_pid" || true
 code=$(cat "$work/slow.code")
