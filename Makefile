@@ -27,7 +27,7 @@ test: lint
 	@bash scripts/system-deps.sh test
 	@bash scripts/ensure-redis.sh
 	@url=$$(bash scripts/ensure-postgres.sh) && url=$$(printf '%s\n' "$$url" | tail -n 1) && \
-	  echo "TEST_POSTGRES_URL=$$url" && TEST_POSTGRES_URL="$$url" $(BIN)/python -m pytest
+	  echo "TEST_POSTGRES_URL=$$url" && TEST_POSTGRES_URL="$$url" $(BIN)/python -m pytest -n auto
 
 # The shape holds without anyone watching: style and imports (ruff), types (mypy), layers (import-linter).
 lint: $(VENV)/.dev-installed
