@@ -14,6 +14,7 @@ from backend.errors import ProviderRejected
 from backend.llm.client import LLMAnswer, Message
 from backend.observability.cost import TokenPrices
 from backend.providers.gemini_errors import map_api_error, map_failure  # noqa: F401  (map_api_error: public)
+from backend.providers.gemini_request import RequestTemplates
 from backend.providers.gemini_response import answer_of, charge_usage, usage_of
 from backend.providers.gemini_stream import on_response, stream_answer
 
@@ -44,6 +45,7 @@ class GeminiClient:
         self._thinking_budget = thinking_budget
         self._client: genai.Client | None = None
         self._lock = threading.Lock()
+        self._templates = RequestTemplates()
 
     def _sdk(self) -> genai.Client:
         """Create the SDK client on first use, in the worker process that uses it (never before a fork)."""
@@ -63,7 +65,8 @@ class GeminiClient:
         and the SDK's request models (about 0.2 s that the first request would otherwise wait)."""
         self._sdk()
         for schema in schemas:
-            self._config("", schema, self._timeout_seconds)
+            self._templates.warm(self._sdk(), ("json", "", schema), self.model, self._config("", schema,
+                                                                                          self._timeout_seconds))
 
     def input_seconds(self, prompt: str) -> float:
         """The time a prompt's answer needs beyond a short one's: long texts get long answers."""
@@ -78,13 +81,15 @@ class GeminiClient:
         input_seconds = self.input_seconds(prompt)
         limit = self._timeout_seconds + input_seconds
         seconds = min(timeout, limit) if timeout is not None else limit
-        return self._generate(prompt, self._config(system, schema, seconds), seconds, input_seconds)
+        return self._generate(("json", system, schema), [{"role": "user", "parts": [{"text": prompt}]}],
+                              self._config(system, schema, seconds), seconds, input_seconds)
 
     def generate_text(self, *, system: str, messages: Sequence[Message], timeout: float | None = None) -> LLMAnswer:
         """A plain-text answer to a conversation, within ``timeout`` (at most the client's own timeout: a
         conversational answer does not grow with the history, so no input allowance)."""
         seconds = self._text_seconds(timeout)
-        return self._generate(_contents(messages), self._text_config(system, seconds), seconds, 0.0)
+        return self._generate(("text", system), _contents(messages), self._text_config(system, seconds), seconds,
+                              0.0)
 
     def stream_text(self, *, system: str, messages: Sequence[Message],
                     timeout: float | None = None) -> Iterator[str]:
@@ -104,11 +109,13 @@ class GeminiClient:
         return stream_answer(open_stream, seconds=seconds, read_seconds=self._timeout_seconds, model=self.model,
                              prices=self._prices)
 
-    def _generate(self, contents: Any, config: types.GenerateContentConfig, seconds: float,
-                  input_seconds: float) -> LLMAnswer:
-        """One generateContent call: its failures mapped, its usage charged even when the answer is unusable."""
+    def _generate(self, key: tuple, contents: list[dict[str, Any]], config: types.GenerateContentConfig,
+                  seconds: float, input_seconds: float) -> LLMAnswer:
+        """One generateContent call: its failures mapped, its usage charged even when the answer is unusable.
+        ``key`` names everything in ``config`` but its timeout: the request's wire form is built once per key
+        (backend/providers/gemini_request.py)."""
         try:
-            response = self._sdk().models.generate_content(model=self.model, contents=contents, config=config)
+            response = self._templates.generate(self._sdk(), key, self.model, contents, config)
         except Exception as exc:
             raise map_failure(exc, seconds=seconds, input_seconds=input_seconds) from exc
         usage = usage_of(response.usage_metadata)

@@ -1,0 +1,118 @@
+"""The request built once per configuration (backend/providers/gemini_request.py) is the SDK's own, on the wire.
+
+Each case makes the same call twice against the fake Gemini: once through the adapter (the template path) and once
+through google-genai's own generate_content with the same config, and compares what the fake received: path and
+body. On an upgrade of google-genai, this says whether the SDK internals the template path leans on still hold.
+"""
+from __future__ import annotations
+
+import pytest
+
+from backend.llm.client import Message
+from backend.providers.gemini import GeminiClient
+from backend.providers.gemini_request import RequestTemplates
+from backend.schemas.answers import WritingAnalysis
+from tests.conftest import FAKE_PROVIDER_KEY
+
+CONVERSATION = [Message("user", "Hello"), Message("model", "Hi! What shall we talk about?"),
+                Message("user", "Yesterday I go to the cinema")]
+
+
+def client_for(fake, **options) -> GeminiClient:
+    return GeminiClient(api_key=FAKE_PROVIDER_KEY, model="gemini-2.5-flash", base_url=fake.base_url,
+                        timeout_seconds=5.0, **options)
+
+
+def last_request(fake) -> dict:
+    entry = fake.requests()[-1]
+    return {"path": entry["path"], "body": entry["body"]}
+
+
+def sdk_request(fake, client: GeminiClient, contents, config) -> dict:
+    """What google-genai's own generate_content sends for the same call."""
+    client._sdk().models.generate_content(model=client.model, contents=contents, config=config)
+    return last_request(fake)
+
+
+@pytest.mark.parametrize("options", [{}, {"thinking_budget": 512}, {"thinking_budget": 0, "max_output_tokens": 100}])
+@pytest.mark.parametrize("system", ["You are a writing tutor.", ""])
+@pytest.mark.parametrize("timeout", [None, 2.5])
+def test_a_json_request_is_the_sdks_own(fake_gemini, options, system, timeout):
+    client = client_for(fake_gemini, **options)
+    prompt = "Analyse: She go to school every days."
+    client.generate_json(system=system, prompt=prompt, schema=WritingAnalysis, timeout=timeout)
+    ours = last_request(fake_gemini)
+    seconds = min(timeout, 5.0 + client.input_seconds(prompt)) if timeout is not None else 5.0 + client.input_seconds(
+        prompt)
+    theirs = sdk_request(fake_gemini, client, prompt, client._config(system, WritingAnalysis, seconds))
+    assert ours == theirs
+    assert ours["body"]["contents"] == [{"role": "user", "parts": [{"text": prompt}]}]
+    assert ours["body"]["generationConfig"]["responseJsonSchema"]  # the schema went with it
+    client.close()
+
+
+@pytest.mark.parametrize("system", ["You are a friendly tutor. Level B1.", ""])
+def test_a_conversation_request_is_the_sdks_own(fake_gemini, system):
+    client = client_for(fake_gemini)
+    client.generate_text(system=system, messages=CONVERSATION)
+    ours = last_request(fake_gemini)
+    from backend.providers.gemini import _contents
+
+    theirs = sdk_request(fake_gemini, client, _contents(CONVERSATION), client._text_config(system, 5.0))
+    assert ours == theirs and len(ours["body"]["contents"]) == 3
+    client.close()
+
+
+def test_answers_read_as_the_sdk_reads_them(fake_gemini):
+    client = client_for(fake_gemini)
+    prompt = "Analyse: I has a cat."
+    ours = client.generate_json(system="tutor", prompt=prompt, schema=WritingAnalysis)
+    response = client._sdk().models.generate_content(model=client.model, contents=prompt,
+                                                     config=client._config("tutor", WritingAnalysis, 5.0 +
+                                                                           client.input_seconds(prompt)))
+    assert ours.text == response.text and ours.finish_reason == response.candidates[0].finish_reason.name
+    assert ours.usage["total"] == response.usage_metadata.total_token_count > 0
+    client.close()
+
+
+def test_templates_are_built_once_per_configuration_and_bounded(fake_gemini):
+    client = client_for(fake_gemini)
+    templates = RequestTemplates(max_templates=2)
+    client._templates = templates
+    for system in ["a", "a", "b", "a", "c"]:
+        client.generate_json(system=system, prompt="Analyse: ok.", schema=WritingAnalysis)
+    assert list(templates._templates) == [("json", "a", WritingAnalysis), ("json", "c", WritingAnalysis)]
+    # A template's contents never leak into the next call.
+    client.generate_json(system="a", prompt="Analyse: another text.", schema=WritingAnalysis)
+    assert last_request(fake_gemini)["body"]["contents"][0]["parts"][0]["text"] == "Analyse: another text."
+    client.close()
+
+
+def continued_answer(fake) -> None:
+    """Two hops: an answer the model marks as to be continued (a token), then its end."""
+    first = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hello! Yesterday I "}]},
+                             "finishReason": "CONTINUATION", "continuationToken": "dG9rZW4tMQ=="}],
+             "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 4, "totalTokenCount": 14},
+             "modelVersion": "gemini-2.5-flash"}
+    last = {"candidates": [{"content": {"role": "model", "parts": [{"text": "went to the cinema."}]},
+                            "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
+            "modelVersion": "gemini-2.5-flash"}
+    fake.script([{"body": first}, {"body": last}])
+
+
+def test_a_continued_answer_is_followed_as_the_sdk_follows_it(fake_gemini):
+    from backend.providers.gemini import _contents
+
+    client = client_for(fake_gemini)
+    continued_answer(fake_gemini)
+    ours = client.generate_text(system="tutor", messages=CONVERSATION)
+    our_requests = [entry["body"] for entry in fake_gemini.requests()[-2:]]
+    continued_answer(fake_gemini)
+    theirs = client._sdk().models.generate_content(model=client.model, contents=_contents(CONVERSATION),
+                                                   config=client._text_config("tutor", 5.0))
+    their_requests = [entry["body"] for entry in fake_gemini.requests()[-2:]]
+    assert fake_gemini.calls == 4 and our_requests == their_requests
+    assert "dG9rZW4tMQ==" in str(our_requests[1]) and "dG9rZW4tMQ==" not in str(our_requests[0])
+    assert ours.text == theirs.text and "went to the cinema." in ours.text
+    client.close()
