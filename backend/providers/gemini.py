@@ -65,8 +65,9 @@ class GeminiClient:
         and the SDK's request models (about 0.2 s that the first request would otherwise wait)."""
         self._sdk()
         for schema in schemas:
-            self._templates.warm(self._sdk(), ("json", "", schema), self.model, self._config("", schema,
-                                                                                          self._timeout_seconds))
+            self._templates.warm(self._sdk(), ("json", schema), self.model,
+                                 self._config("", schema, self._timeout_seconds))
+        self._templates.warm(self._sdk(), ("text",), self.model, self._text_config("", self._timeout_seconds))
 
     def input_seconds(self, prompt: str) -> float:
         """The time a prompt's answer needs beyond a short one's: long texts get long answers."""
@@ -81,14 +82,14 @@ class GeminiClient:
         input_seconds = self.input_seconds(prompt)
         limit = self._timeout_seconds + input_seconds
         seconds = min(timeout, limit) if timeout is not None else limit
-        return self._generate(("json", system, schema), [{"role": "user", "parts": [{"text": prompt}]}],
+        return self._generate(("json", schema), [{"role": "user", "parts": [{"text": prompt}]}],
                               self._config(system, schema, seconds), seconds, input_seconds)
 
     def generate_text(self, *, system: str, messages: Sequence[Message], timeout: float | None = None) -> LLMAnswer:
         """A plain-text answer to a conversation, within ``timeout`` (at most the client's own timeout: a
         conversational answer does not grow with the history, so no input allowance)."""
         seconds = self._text_seconds(timeout)
-        return self._generate(("text", system), _contents(messages), self._text_config(system, seconds), seconds,
+        return self._generate(("text",), _contents(messages), self._text_config(system, seconds), seconds,
                               0.0)
 
     def stream_text(self, *, system: str, messages: Sequence[Message],

@@ -4,9 +4,10 @@ google-genai converts its request models to the wire format on every call: `_Gen
 walks the config with some 120 path lookups over pydantic models, after a deep copy of the config for its automatic
 function calling. Measured in-process against the fake (300 JSON calls, the fake's own thread included): 4.30 ms
 of CPU per call through generate_content, 2.47 ms this way (`bench.miss_overhead` reports the SDK's share of a
-miss). Everything but the contents and the per-call timeout is the same for every call of one operation, so here
-the config's wire form is made once, by the SDK's own converter (it stays exactly the SDK's format: a test compares
-the bodies of both paths on the wire), and each call only adds its contents.
+miss). Everything but the contents, the system prompt and the per-call timeout is the same for every call of one
+operation, so here the config's wire form is made once, by the SDK's own converter (it stays exactly the SDK's
+format: a test compares the requests of both paths on the wire), and each call adds its contents and its system
+prompt (a conversation's holds its scenario and running summary, different for every learner).
 The request then goes through the SDK's own API client (API key, base URL, API version, headers, timeout, transport,
 its errors) and the answer through the SDK's own response conversion, so every caller still gets a
 GenerateContentResponse and every failure still maps as before (gemini_errors.map_failure).
@@ -30,9 +31,8 @@ from google import genai
 from google.genai import _common, _extra_utils, types
 from google.genai import models as genai_models
 
-# Distinct configurations kept (system prompt, schema, temperature): an operation's few, and a conversation's
-# system prompts, which vary by learner level and topic.
-MAX_TEMPLATES = 256
+# Distinct configurations kept (kind, schema, temperature, ...): one per operation; the bound is a safeguard.
+MAX_TEMPLATES = 64
 _PLACEHOLDER = [{"role": "user", "parts": [{"text": "-"}]}]
 
 
@@ -47,13 +47,22 @@ class RequestTemplates:
     def generate(self, client: genai.Client, key: Any, model: str, contents: list[dict[str, Any]],
                  config: types.GenerateContentConfig) -> types.GenerateContentResponse:
         """generate_content(model, contents, config), the config's wire form taken from the template for ``key``
-        (the caller's name for everything in ``config`` but ``http_options``, which is read per call)."""
+        (the caller's name for everything in ``config`` but ``system_instruction`` and ``http_options``, which are
+        read per call)."""
         models = client.models
         api_client = models._api_client
-        if api_client.vertexai:
+        # Vertex AI has another wire form; extra_body is merged by the API client into the request in place, which
+        # would reach the shared template's nested dicts: both keep the SDK's own path.
+        if api_client.vertexai or _extra_body(api_client, config):
             return models.generate_content(model=model, contents=contents, config=config)
         path, template = self._template(api_client, key, model, config)
         request = dict(template)
+        if config.system_instruction:
+            if not isinstance(config.system_instruction, str):
+                raise TypeError("a templated request's system instruction is a string")
+            # As the SDK writes a plain-text system instruction (t_content: one user part), first as it does.
+            request = {"systemInstruction": {"parts": [{"text": config.system_instruction}], "role": "user"},
+                       **request}
         request["contents"] = contents
         response = api_client.request("post", path, request, config.http_options)
         answer = _answer(response, config)
@@ -67,6 +76,9 @@ class RequestTemplates:
         if not client.models._api_client.vertexai:
             self._template(client.models._api_client, key, model, config)
 
+    def __len__(self) -> int:
+        return len(self._templates)
+
     def _template(self, api_client: Any, key: Any, model: str,
                   config: types.GenerateContentConfig) -> tuple[str, dict[str, Any]]:
         with self._lock:
@@ -74,12 +86,20 @@ class RequestTemplates:
             if found is not None:
                 self._templates.move_to_end(key)
                 return found
-        built = _wire_form(api_client, model, config.model_copy(update={"http_options": None}))
+        built = _wire_form(api_client, model, config.model_copy(update={"http_options": None,
+                                                                        "system_instruction": None}))
         with self._lock:
             self._templates[key] = built
             while len(self._templates) > self._max:
                 self._templates.popitem(last=False)
         return built
+
+
+def _extra_body(api_client: Any, config: types.GenerateContentConfig) -> bool:
+    """Whether the client's or the call's HTTP options add fields to the request body."""
+    client_options = getattr(api_client, "_http_options", None)
+    return bool(getattr(client_options, "extra_body", None)
+                or (config.http_options is not None and config.http_options.extra_body))
 
 
 def _wire_form(api_client: Any, model: str, config: types.GenerateContentConfig) -> tuple[str, dict[str, Any]]:

@@ -11,7 +11,7 @@ import pytest
 from backend.llm.client import Message
 from backend.providers.gemini import GeminiClient
 from backend.providers.gemini_request import RequestTemplates
-from backend.schemas.answers import WritingAnalysis
+from backend.schemas.answers import SubtopicList, WritingAnalysis
 from tests.conftest import FAKE_PROVIDER_KEY
 
 CONVERSATION = [Message("user", "Hello"), Message("model", "Hi! What shall we talk about?"),
@@ -79,12 +79,26 @@ def test_templates_are_built_once_per_configuration_and_bounded(fake_gemini):
     client = client_for(fake_gemini)
     templates = RequestTemplates(max_templates=2)
     client._templates = templates
-    for system in ["a", "a", "b", "a", "c"]:
+    for system in ["a", "b", "a"]:  # the system prompt is per call, not part of the template
         client.generate_json(system=system, prompt="Analyse: ok.", schema=WritingAnalysis)
-    assert list(templates._templates) == [("json", "a", WritingAnalysis), ("json", "c", WritingAnalysis)]
+        assert last_request(fake_gemini)["body"]["systemInstruction"]["parts"][0]["text"] == system
+    assert list(templates._templates) == [("json", WritingAnalysis)]
+    client.generate_text(system="tutor", messages=CONVERSATION)
+    client.generate_json(system="a", prompt="Plan: travel.", schema=SubtopicList)
+    assert list(templates._templates) == [("text",), ("json", SubtopicList)]  # the least recently used went
     # A template's contents never leak into the next call.
     client.generate_json(system="a", prompt="Analyse: another text.", schema=WritingAnalysis)
     assert last_request(fake_gemini)["body"]["contents"][0]["parts"][0]["text"] == "Analyse: another text."
+    client.close()
+
+
+def test_warm_up_builds_the_templates_real_calls_use(fake_gemini):
+    client = client_for(fake_gemini)
+    client.warm_up([WritingAnalysis])
+    assert len(client._templates) == 2 and fake_gemini.calls == 0
+    client.generate_json(system="any system", prompt="Analyse: ok.", schema=WritingAnalysis)
+    client.generate_text(system="tutor", messages=CONVERSATION)
+    assert len(client._templates) == 2
     client.close()
 
 
