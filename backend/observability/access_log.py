@@ -1,8 +1,10 @@
 """One access line and the HTTP metrics per request: route template, method, status, duration, cache result."""
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from typing import Any
 
 from flask import Flask, Response, g, request
 
@@ -24,19 +26,28 @@ def route_template() -> str:
     return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
 
 
+@functools.cache
+def _series(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The request counter's and the duration histogram's children for these labels, resolved once per process:
+    labels() takes the metric's lock and rebuilds its key on every call. The labels are bounded (route templates,
+    methods, statuses), and so is this cache."""
+    return metrics.HTTP_REQUESTS.labels(route, method, str(status)), metrics.HTTP_DURATION.labels(route, method)
+
+
 def _log_access(response: Response) -> Response:
     """Emit the access line and the request metrics."""
     started = g.get("started_at")
     seconds = time.perf_counter() - started if started else 0.0
-    duration_ms = round(seconds * 1000, 2)
     route, method = route_template(), method_label()
-    metrics.HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
-    metrics.HTTP_DURATION.labels(route, method).observe(seconds)
-    logger.info("request", extra={
-        "route": route, "method": method, "status": response.status_code,
-        "duration_ms": duration_ms, "cache": response.headers.get("X-Cache"),
-        "client": g.get("client_name"),
-    })
+    requests, duration = _series(route, method, response.status_code)
+    requests.inc()
+    duration.observe(seconds)
+    if logger.isEnabledFor(logging.INFO):  # the line's fields are gathered only when it is written
+        logger.info("request", extra={
+            "route": route, "method": method, "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 2), "cache": response.headers.get("X-Cache"),
+            "client": g.get("client_name"),
+        })
     return response
 
 

@@ -1,0 +1,182 @@
+"""In-process CPU per request of the cache hit (POST /api/analyze) and of GET /health, through the whole Flask app.
+
+The full-stack benchmark (bench.hit_throughput) measures throughput through gunicorn and wrk, which share this
+machine's cores with whatever else runs; this one times only the app's own work (time.process_time around a loop
+of requests handed to the WSGI app as gunicorn hands them), so a lever worth a few microseconds shows above the
+noise. Production settings: auth, rate limits on Redis, JSON access lines (written to /dev/null here), Prometheus
+in multiprocess mode, the collector frozen once warm (config/gunicorn.conf.py).
+
+`--compare TREE` measures this tree and another checkout of it (a change and its base) in lockstep: one app per
+process, rounds alternating between them, so both sides see the same drift of the host's speed, and the figure is
+the median of the per-round differences.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from werkzeug.test import EnvironBuilder
+
+from bench.harness import FakeProcess, auth_headers, learner_text, service_env
+
+TEXTS = 64
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def stderr_to_devnull() -> Iterator[None]:
+    """The access lines go where gunicorn's would (a write per line), but not onto the terminal."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def environ_of(path: str, **kwargs) -> tuple[dict, bytes]:
+    """A WSGI environ (without its body stream) and the body, built once: the loop times the app, not a client."""
+    environ = EnvironBuilder(path, **kwargs).get_environ()
+    body = environ.pop("wsgi.input").read()
+    return environ, body
+
+
+def per_request_us(app, requests: list[tuple[dict, bytes]], repeat: int) -> float:
+    """CPU microseconds per request over `repeat` passes of the given requests, called as gunicorn calls the app."""
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: list, exc_info=None) -> None:
+        statuses.append(status)
+
+    started = time.process_time()
+    for _ in range(repeat):
+        for environ, body in requests:
+            result = app({**environ, "wsgi.input": io.BytesIO(body)}, start_response)
+            for _chunk in result:
+                pass
+            getattr(result, "close", lambda: None)()
+    spent = time.process_time() - started
+    failed = [s for s in statuses if not s.startswith("200")]
+    if failed:
+        raise RuntimeError(f"{len(failed)} requests failed, e.g. {failed[0]}")
+    return spent / (repeat * len(requests)) * 1e6
+
+
+@contextlib.contextmanager
+def warm_app() -> Iterator[tuple[object, list, list, FakeProcess]]:
+    """The app under production settings with TEXTS analyses cached, and the hit and health requests."""
+    gemini = FakeProcess("tests.fakes.gemini")
+    try:
+        # Before prometheus_client is imported: its value class (multiprocess files) is chosen at import.
+        os.environ.update(service_env(gemini), PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="bench-hit-cpu-"))
+        from backend import create_app
+
+        app = create_app()
+        # As bench.hit_throughput sends them: the key without an X-User-ID.
+        headers = {k: v for k, v in auth_headers().items() if k != "X-User-ID"}
+        hits = [environ_of("/api/analyze", method="POST", headers=headers,
+                           data=json.dumps({"text": learner_text(i), "level": "B1"})) for i in range(TEXTS)]
+        health = [environ_of("/health")] * TEXTS
+        with stderr_to_devnull():
+            per_request_us(app, hits, 2)  # fill the cache, then warm every code path
+            gc.collect()
+            gc.freeze()  # as config/gunicorn.conf.py does once a worker is ready
+            yield app, hits, health, gemini
+    finally:
+        gemini.stop()
+
+
+def one_round(app, hits: list, health: list, repeat: int) -> dict[str, float]:
+    return {"hit": per_request_us(app, hits, repeat), "health": per_request_us(app, health, repeat)}
+
+
+def serve_rounds(repeat: int) -> None:
+    """--lockstep: say "ready", then run one round per line read from stdin and answer it as JSON."""
+    with warm_app() as (app, hits, health, gemini):
+        calls = gemini.calls()
+        print("ready", flush=True)
+        for _ in sys.stdin:
+            print(json.dumps(one_round(app, hits, health, repeat)), flush=True)
+        print(json.dumps({"upstream": gemini.calls() - calls}), flush=True)
+
+
+def compare(other: Path, rounds: int, repeat: int) -> dict:
+    """This tree and `other` in lockstep; returns per side the median CPU per request, and the paired medians."""
+    sides = {"this": ROOT, "other": other.resolve()}
+    procs = {name: subprocess.Popen([sys.executable, "-m", "bench.hit_cpu", "--lockstep", "--repeat", str(repeat)],
+                                    cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, text=True,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+             for name, tree in sides.items()}
+    out: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
+    try:
+        for name, proc in procs.items():
+            if proc.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
+                raise RuntimeError(f"the {name} tree's app did not start ({sides[name]})")
+        for i in range(rounds):
+            order = list(procs) if i % 2 == 0 else list(procs)[::-1]  # neither side always goes first
+            for name in order:
+                procs[name].stdin.write("go\n")  # type: ignore[union-attr]
+                procs[name].stdin.flush()  # type: ignore[union-attr]
+                out[name].append(json.loads(procs[name].stdout.readline()))  # type: ignore[union-attr]
+        upstream = {}
+        for name, proc in procs.items():
+            proc.stdin.close()  # type: ignore[union-attr]
+            upstream[name] = json.loads(proc.stdout.readline())["upstream"]  # type: ignore[union-attr]
+    finally:
+        for proc in procs.values():
+            proc.wait(30)
+    result: dict = {"upstream": upstream}
+    for path in ("hit", "health"):
+        for name in sides:
+            result[f"{name}_{path}_us"] = statistics.median(r[path] for r in out[name])
+        result[f"delta_{path}_us"] = statistics.median(
+            a[path] - b[path] for a, b in zip(out["this"], out["other"], strict=True))
+    print(f"in-process CPU per request, lockstep, median of {rounds} rounds of {repeat * TEXTS} each:")
+    print(f"  this tree  ({ROOT}): hit {result['this_hit_us']:7.1f} us, health {result['this_health_us']:7.1f} us")
+    print(f"  other tree ({sides['other']}): hit {result['other_hit_us']:7.1f} us, "
+          f"health {result['other_health_us']:7.1f} us")
+    print(f"  this - other, median of the rounds' differences: hit {result['delta_hit_us']:+7.1f} us, "
+          f"health {result['delta_health_us']:+7.1f} us; upstream calls while timing: {upstream}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--repeat", type=int, default=3, help=f"passes over the {TEXTS} cached texts per round")
+    parser.add_argument("--compare", type=Path, metavar="TREE", help="another checkout, measured in lockstep")
+    parser.add_argument("--lockstep", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.lockstep:
+        serve_rounds(args.repeat)
+        return {}
+    if args.compare:
+        return compare(args.compare, args.rounds, args.repeat)
+    with warm_app() as (app, hits, health, gemini):
+        calls = gemini.calls()
+        out = [one_round(app, hits, health, args.repeat) for _ in range(args.rounds)]
+        upstream = gemini.calls() - calls
+    hit, health_us = (statistics.median(r[path] for r in out) for path in ("hit", "health"))
+    print(f"in-process CPU per request (median of {args.rounds} rounds of {args.repeat * TEXTS}):")
+    for label, path, value in (("POST /api/analyze (hit)", "hit", hit), ("GET /health", "health", health_us)):
+        rounds = ", ".join(f"{r[path]:.0f}" for r in out)
+        print(f"  {label:23s} {value:7.1f} us   rounds {rounds}")
+    print(f"  hit - health            {hit - health_us:7.1f} us; upstream calls while timing: {upstream}")
+    return {"hit_us": hit, "health_us": health_us, "upstream": upstream}
+
+
+if __name__ == "__main__":
+    main()
