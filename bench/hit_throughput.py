@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  per-round ratios: {', '.join(f'{v:.2f}' for v in r['round_ratios'])} (the figure is their median)")
     print(f"  upstream calls during the hit runs: {r['upstream_during_hits']} (0 = every answer came from the cache)")
     clean = r["hit"]["errors"] == 0 and r["health"]["errors"] == 0 and r["upstream_during_hits"] == 0
-    met = r["ratio"] >= 0.5 and clean
-    print(ratio_line("cache_hit_rps / health_rps (median round)", r["ratio"], ">= 0.5", met))
+    met = r["ratio"] >= 0.7 and clean
+    print(ratio_line("cache_hit_rps / health_rps (median round)", r["ratio"], ">= 0.7", met))
     return {"ratio": r["ratio"], "hit_rps": r["hit"]["rps"], "health_rps": r["health"]["rps"], "ok": met,
             "cpu_us_hit": r["hit"]["cpu_us"], "cpu_us_health": r["health"]["cpu_us"]}
 
