@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 
 from backend.jobs.worker import STEPS_GRACE_SECONDS
 from backend.settings import ConfigError, Settings, load_settings
+from tests.gunicorn_conf import graceful_timeouts
 from tests.unit.test_alert_rules import promtool
-from tests.unit.test_k8s_manifests import graceful_timeouts
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -3,13 +3,11 @@ the settings (every variable exists, the grace periods cover the drains they are
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,7 +16,8 @@ import yaml
 
 import backend.settings as settings_module
 from backend.jobs.worker import STEPS_GRACE_SECONDS
-from backend.settings import Settings, load_settings
+from backend.settings import load_settings
+from tests.gunicorn_conf import SETTING_NAMES, graceful_timeouts
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "config/k8s"
@@ -29,7 +28,6 @@ KUBERNETES_VERSION = "1.30.0"
 IMAGE = "backend-ai"
 # Read by the processes themselves rather than through Settings.
 PROCESS_VARIABLES = {"HOST", "PORT", "PROMETHEUS_MULTIPROC_DIR"}
-SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 
 
 @functools.cache
@@ -189,34 +187,6 @@ def test_web_probes_ask_the_health_endpoints_on_the_served_port():
     assert int(annotations["prometheus.io/port"]) == port and annotations["prometheus.io/path"] == "/metrics"
     mounts = {m["mountPath"] for m in web["volumeMounts"]}
     assert env_of(web)["PROMETHEUS_MULTIPROC_DIR"] in mounts, "the metrics directory must be a writable volume"
-
-
-# Runs config/gunicorn.conf.py once per set of settings (argv[1]: a JSON list of them), each over an environment
-# without settings, and prints the graceful_timeout it computed.
-GUNICORN_CONF_RUNNER = """
-import json, os, runpy, sys
-names = set(json.loads(sys.argv[2]))
-out = []
-for values in json.loads(sys.argv[1]):
-    for name in [n for n in os.environ if n.upper() in names or n == "PROMETHEUS_MULTIPROC_DIR"]:
-        del os.environ[name]
-    os.environ.update(values)
-    conf = runpy.run_path(os.path.join(sys.argv[3], "config", "gunicorn.conf.py"))
-    out.append(conf["graceful_timeout"])
-print(json.dumps(out))
-"""
-
-
-def graceful_timeouts(*settings: dict[str, str], cwd: Path) -> list[int]:
-    """gunicorn's graceful_timeout as config/gunicorn.conf.py computes it for each set of settings (in a child
-    process: the file reads the environment and sets PROMETHEUS_MULTIPROC_DIR; the child runs outside the
-    repository, so no .env file is read)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, "-c", GUNICORN_CONF_RUNNER, json.dumps(settings),
-                             json.dumps(sorted(SETTING_NAMES)), str(ROOT)], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 # Seconds a deleted pod must go on accepting connections, for the endpoint change to reach kube-proxy and the
