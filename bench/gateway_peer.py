@@ -27,12 +27,10 @@ import re
 import shutil
 import statistics
 import subprocess
-import time
-
-import requests
 
 from bench.harness import (
     FakeProcess,
+    answers_within,
     auth_headers,
     cpu_seconds,
     layout_parser,
@@ -92,15 +90,9 @@ class Portkey:
             self.process = subprocess.Popen(
                 ["node", "--import", (PEER / "loopback.mjs").as_uri(), str(ENTRY), "--headless", f"--port={self.port}"],
                 cwd=HOME, stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                requests.get(f"http://127.0.0.1:{self.port}/", timeout=1)
-                return
-            except requests.RequestException:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the Portkey gateway did not start; see {self.log_path}")
+        if not answers_within(f"http://127.0.0.1:{self.port}/", 30, self.process):
+            self.stop()
+            raise RuntimeError(f"the Portkey gateway did not start; see {self.log_path}")
 
     @property
     def path(self) -> str:

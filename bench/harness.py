@@ -60,6 +60,18 @@ def need_wrk() -> str:
     return found
 
 
+def answers_within(url: str, seconds: float, process: subprocess.Popen | None = None) -> bool:
+    """Whether GET url answers (any status) within seconds; False at once if ``process`` exits first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and (process is None or process.poll() is None):
+        try:
+            requests.get(url, timeout=1)
+            return True
+        except requests.RequestException:
+            time.sleep(0.05)
+    return False
+
+
 class FakeProcess:
     """A fake provider in its own process, so its CPU never competes with the load generator's GIL."""
 
@@ -69,15 +81,9 @@ class FakeProcess:
         self.process = subprocess.Popen([sys.executable, "-m", module, "--port", str(self.port), *args],
                                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{self.base}/_fake/calls", timeout=1)
-                return
-            except requests.RequestException:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{module} did not start")
+        if not answers_within(f"{self.base}/_fake/calls", 20, self.process):
+            self.stop()
+            raise RuntimeError(f"{module} did not start")
 
     def calls(self) -> int:
         return int(requests.get(f"{self.base}/_fake/calls", timeout=5).json()["calls"])
