@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +123,8 @@ def build_backend(settings: Settings) -> Backend:
     beside_limit = max(2, settings.web_threads // 2)
     beside = {name: Bulkhead(f"{name} (corrections and summaries)", beside_limit) for name in LANGUAGE_MODELS}
 
+    writes_together = shared.redis.deferring if shared.redis is not None else nullcontext
+
     def policy(provider: str, operation: str, *, personal: bool = False, side: bool = False,
                metered: bool = True) -> ProviderPolicy:
         # A stand-in's answers are kept only briefly, like partial ones: the primary's replace them soon.
@@ -133,7 +136,7 @@ def build_backend(settings: Settings) -> Backend:
                               bulkhead=beside[provider] if side else providers[provider].bulkhead,
                               retry=retry, partial_ttl=settings.cache_partial_ttl_seconds,
                               ttl=settings.cache_partial_ttl_seconds if stand_in else None, metered=metered,
-                              holds=not side)
+                              holds=not side, deferred_writes=writes_together)
 
     def routes(operation: str, *, personal: bool = False, side: bool = False) -> list[Route]:
         """The configured language models for one operation, in order of preference."""

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from backend.errors import ProviderUnavailable
 from backend.resilience import breaker_state as machine
 from backend.resilience.breaker_state import BreakerConfig
+from backend.resilience.redis_batch import script_write
 from backend.resilience.store import FailoverStore, Store, StoreUnavailable
 from backend.resilience.store_redis import RedisStore
 
@@ -77,7 +78,15 @@ class CircuitBreaker:
         for a half-open trial, where any success shows the provider answers again."""
         took = seconds if seconds is not None else time.monotonic() - permit.started
         slow = took > self.slow_call_seconds and not permit.trial
-        self._run("record", failed or slow, permit.trial)
+        redis, lua = self.redis, self._lua
+        if lua is None or redis is None or not redis.available():
+            self._run("record", failed or slow, permit.trial)
+            return
+        # Nobody waits for the verdict: on Redis it goes with the thread's next round trip (redis_batch.py), and
+        # if it cannot be written there the local store counts it, as _run does.
+        redis.send(script_write(lua, [redis.k(self.key)], self._args("record", failed or slow, permit.trial)),
+                   replied=self._check_reply,
+                   failed=lambda: self._run_local("record", failed or slow, permit.trial, strict=False))
 
     def release(self, permit: Permit) -> None:
         """Hand back a permit without a verdict, for a call that proved nothing about the provider: a half-open
@@ -119,16 +128,27 @@ class CircuitBreaker:
         redis, lua = self.redis, self._lua
         if lua is not None and redis is not None and (strict or redis.available()):
             try:
-                args = [op, *self.config.args(), int(failed), int(trial)]
-                keys = [redis.k(self.key)]
-                answer, extra, now, malformed = redis.call(lambda: lua(keys=keys, args=args))
-                if int(malformed):
-                    self._report_malformed()
+                args, keys = self._args(op, failed, trial), [redis.k(self.key)]
+                answer, extra, now = self._check_reply(redis.call(lambda: lua(keys=keys, args=args)))
                 return answer, (extra if op == "read" else float(extra)), float(now)
             except StoreUnavailable:
                 if strict:
                     raise
                 # Redis went away: the local store decides until it is back
+        return self._run_local(op, failed, trial, strict=strict)
+
+    def _args(self, op: str, failed: bool, trial: bool) -> list[Any]:
+        return [op, *self.config.args(), int(failed), int(trial)]
+
+    def _check_reply(self, reply: Any) -> tuple[str, Any, Any]:
+        """The script's (answer, extra, now), once its malformed flag is reported."""
+        answer, extra, now, malformed = reply
+        if int(malformed):
+            self._report_malformed()
+        return answer, extra, now
+
+    def _run_local(self, op: str, failed: bool, trial: bool, *, strict: bool) -> tuple[str, Any, float]:
+        """The operation on this host's (or process's) store: the Python twin of the script."""
         now = self.clock()
         try:
             answer, extra, malformed = (self.home if strict else self.local).update(

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -47,7 +47,8 @@ class ProviderPolicy:
     def __init__(self, provider: str, operation: str, *, deadline_seconds: float, cache: TieredCache | None = None,
                  flights: SingleFlight | None = None, breaker: CircuitBreaker | None = None,
                  bulkhead: Bulkhead | None = None, retry: RetryPolicy | None = None, partial_ttl: float = 300.0,
-                 ttl: float | None = None, metered: bool = True, holds: bool = True):
+                 ttl: float | None = None, metered: bool = True, holds: bool = True,
+                 deferred_writes: Callable[[], AbstractContextManager[None]] = nullcontext):
         self.provider = provider
         self.operation = operation
         self.deadline_seconds = deadline_seconds
@@ -64,6 +65,9 @@ class ProviderPolicy:
         # A request's side calls (a turn's corrections and summary) are checked against the budget but hold nothing:
         # its main call holds for the request, which may cross the budget by at most its own cost.
         self.holds = holds
+        # Where the writes that end a call (breaker verdict, settlement, cache entry, lock handed on) wait to go
+        # to Redis together: RedisStore.deferring (backend/resilience/redis_batch.py), or nothing to batch.
+        self.deferred_writes = deferred_writes
 
     def execute(self, key: str, call: Call, *, input_seconds: float = 0.0, deadline: float | None = None,
                 cost_bound: float = 0.0) -> Outcome:
@@ -90,7 +94,7 @@ class ProviderPolicy:
         try:
             if self.breaker is not None:
                 self._through_breaker(self.breaker.refuse_if_known_open)
-            with self._bulkhead_slot():
+            with self._bulkhead_slot(), self.deferred_writes():
                 if self.flights is None:
                     value, _ = self._compute(key, call, deadline, token, input_seconds, cost_bound)
                     return Outcome(value, "MISS", self.provider)

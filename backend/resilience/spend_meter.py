@@ -12,6 +12,7 @@ from backend.errors import BudgetExceeded
 from backend.observability import metrics
 from backend.observability.decisions import record_decision
 from backend.resilience import spend_state as machine
+from backend.resilience.redis_batch import script_write
 from backend.resilience.spend import Account, Hold, Limits, Usage, seconds_to_midnight, utc_day
 from backend.resilience.store import Store, StoreUnavailable
 from backend.resilience.store_redis import RedisStore
@@ -118,32 +119,33 @@ class SpendMeter:
         account, keys = hold.account, self._keys(hold.day, hold.account)
         if cost_usd > 0:
             metrics.BUDGET_SPEND.labels(account.key).inc(cost_usd)
-        if hold.on_redis or cost_usd > 0:
-            if self._settle_redis(hold, keys, cost_usd):
-                return
+        if (hold.on_redis or cost_usd > 0) and self._lua is not None and self.redis is not None \
+                and self.redis.available():
+            # Nobody waits for the settlement: on Redis it goes with the thread's next round trip (redis_batch.py);
+            # if it cannot be written there, this host's store counts it, as while Redis is down.
+            redis = self.redis
+            redis.send(script_write(self._lua, [redis.k(k) for k in keys],
+                                    ["settle", hold.hold_id, repr(cost_usd), account.caller, machine.DAY_TTL]),
+                       replied=self._settled, failed=lambda: self._settle_local(hold, keys, cost_usd))
+            return
+        self._settle_local(hold, keys, cost_usd)
+
+    def _settled(self, reply: list[Any]) -> None:
+        *_, version, malformed = reply
+        self.version_seen = str(version)
+        self._redis_back(int(malformed))
+
+    def _settle_local(self, hold: Hold, keys: list[str], cost_usd: float) -> None:
         ttl = machine.DAY_TTL
         try:
             for key in keys[:2]:
                 self.local.update(key, lambda raw: machine.settle_update(raw, hold.hold_id, cost_usd), ttl=ttl)
             if cost_usd > 0:
-                self.local.update(keys[3], lambda raw: machine.index_update(raw, account.caller, cost_usd), ttl=ttl)
+                self.local.update(keys[3], lambda raw: machine.index_update(raw, hold.account.caller, cost_usd),
+                                  ttl=ttl)
             self.version_seen = self._local_version()
         except StoreUnavailable:
             logger.warning("a paid call's cost could not be counted anywhere", extra={"cost_usd": cost_usd})
-
-    def _settle_redis(self, hold: Hold, keys: list[str], cost_usd: float) -> bool:
-        if self._lua is None or self.redis is None or not self.redis.available():
-            return False
-        redis, lua = self.redis, self._lua
-        try:
-            *_, version, malformed = redis.call(lambda: lua(keys=[redis.k(k) for k in keys],
-                                                            args=["settle", hold.hold_id, repr(cost_usd),
-                                                                  hold.account.caller, machine.DAY_TTL]))
-        except StoreUnavailable:
-            return False
-        self.version_seen = str(version)
-        self._redis_back(int(malformed))
-        return True
 
     # -- what operators and learners see -----------------------------------------------------------------------
 

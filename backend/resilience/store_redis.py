@@ -4,10 +4,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import redis
 
+from backend.resilience.redis_batch import Batches, Write, run_failed, script_write, settle_replies
 from backend.resilience.redis_connect import close_client, fail_fast, redis_client
 from backend.resilience.store import Outage, Store, StoreUnavailable, require_bytes
 
@@ -62,6 +64,7 @@ class RedisStore(Store):
         self._expire_if_equals = self.client.register_script(_EXPIRE_IF_EQUALS)
         self._incr_with_ttl = self.client.register_script(_INCR_WITH_TTL)
         self._set_if_equals = self.client.register_script(_SET_IF_EQUALS)
+        self._batches = Batches()
 
     def k(self, key: str) -> str:
         """The Redis key for one of ours."""
@@ -71,7 +74,14 @@ class RedisStore(Store):
         return not self.outage.down
 
     def call(self, operation: Callable[[], T]) -> T:
-        """Run one Redis operation, or raise StoreUnavailable at once while Redis is known to be down."""
+        """Run one Redis operation, or raise StoreUnavailable at once while Redis is known to be down. Writes this
+        thread queued (``deferring``) go first, so that Redis sees the thread's commands in order."""
+        queued = self._batches.take()
+        if queued:
+            self._flush(queued)
+        return self._call(operation)
+
+    def _call(self, operation: Callable[[], T]) -> T:
         self.outage.claim_probe()
         try:
             result = operation()
@@ -79,13 +89,68 @@ class RedisStore(Store):
             self.outage.failed(exc)
             raise StoreUnavailable(str(exc), store="redis") from None
         except redis.RedisError as exc:
-            if isinstance(exc, _REFUSING_CLASSES) or str(exc).split(" ", 1)[0] in _REFUSING_PREFIXES:
-                self.outage.failed(exc)
+            self._refuses_writes(exc)
             # Anything else refuses this command only. An OOM under noeviction in particular: reads, deletes and
             # writes that fit still work, so one refused write must not move every worker onto local state.
             raise StoreUnavailable(f"redis refused the command ({type(exc).__name__})", store="redis") from None
         self.outage.recovered()
         return result
+
+    def _refuses_writes(self, exc: BaseException) -> bool:
+        """Whether an error means this Redis takes no writes at all (then it is treated as down)."""
+        if isinstance(exc, _REFUSING_CLASSES) or str(exc).split(" ", 1)[0] in _REFUSING_PREFIXES:
+            self.outage.failed(exc)
+            return True
+        return False
+
+    # -- writes nobody waits for (backend/resilience/redis_batch.py) -----------------------------------------------
+
+    @contextmanager
+    def deferring(self) -> Iterator[None]:
+        """Queue this thread's writes sent with ``send`` (and set_bytes, set_if_equals) until the block ends, then
+        send them in one pipeline. Nested blocks belong to the outermost."""
+        if not self._batches.open():
+            yield
+            return
+        try:
+            yield
+        finally:
+            queued = self._batches.close()
+            if queued:
+                self._flush(queued)
+
+    def send(self, issue: Callable[[Any], Any], *, replied: Callable[[Any], object] | None = None,
+             failed: Callable[[], object] | None = None) -> None:
+        """A write whose reply the caller does not wait for: queued while a ``deferring`` block is open on this
+        thread, else sent now. ``issue`` gets a client or a pipeline (redis_batch.script_write for scripts)."""
+        write = Write(issue, replied, failed)
+        if not self._batches.queue(write):
+            self._send_now(write)
+
+    def _send_now(self, write: Write) -> None:
+        try:
+            reply = self.call(lambda: write.issue(self.client))
+        except StoreUnavailable:
+            run_failed(write)
+            return
+        if write.replied is not None:
+            write.replied(reply)
+
+    def _flush(self, writes: list[Write]) -> None:
+        """Send queued writes in one round trip; never raises (each failed write runs its fallback)."""
+        if len(writes) == 1:
+            self._send_now(writes[0])
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for write in writes:
+            write.issue(pipe)
+        try:
+            replies = self._call(lambda: pipe.execute(raise_on_error=False))
+        except StoreUnavailable:
+            for write in writes:
+                run_failed(write)
+            return
+        settle_replies(writes, replies, self._send_now, self._refuses_writes)
 
     def has_room(self) -> bool:
         """Whether Redis's used memory is below cache_memory_share of its maxmemory (INFO read at most once per
@@ -133,8 +198,10 @@ class RedisStore(Store):
         return self.call(lambda: self.binary.get(self.k(key)))  # type: ignore[return-value]
 
     def set_bytes(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        value = require_bytes(value, self.name)
-        self.call(lambda: self.binary.set(self.k(key), value, px=_ms(ttl) if ttl else None))
+        """Inside ``deferring`` the write is queued (a cache entry: its failure changes nothing for the caller)."""
+        value, name = require_bytes(value, self.name), self.k(key)
+        if not self._batches.queue(Write(lambda client: client.set(name, value, px=_ms(ttl) if ttl else None))):
+            self.call(lambda: self.binary.set(name, value, px=_ms(ttl) if ttl else None))
 
     def add(self, key: str, value: str, ttl: float) -> bool:
         return bool(self.call(lambda: self.client.set(self.k(key), value, px=_ms(ttl), nx=True)))
@@ -151,7 +218,12 @@ class RedisStore(Store):
         return bool(self.call(lambda: self._expire_if_equals(keys=[self.k(key)], args=[value, _ms(ttl)])))
 
     def set_if_equals(self, key: str, value: str, new_value: str, ttl: float) -> bool:
-        return bool(self.call(lambda: self._set_if_equals(keys=[self.k(key)], args=[value, new_value, _ms(ttl)])))
+        """Inside ``deferring`` the write is queued and True returned: a lock handed on, whose owner reads nothing
+        back (if the lock was lost meanwhile, the compare in the script leaves it to its new owner all the same)."""
+        keys, args = [self.k(key)], [value, new_value, _ms(ttl)]
+        if self._batches.queue(Write(script_write(self._set_if_equals, keys, args))):
+            return True
+        return bool(self.call(lambda: self._set_if_equals(keys=keys, args=args)))  # type: ignore[arg-type]
 
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         return int(self.call(lambda: self._incr_with_ttl(keys=[self.k(key)], args=[amount, _ms(ttl) if ttl else 0])))

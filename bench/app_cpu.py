@@ -1,10 +1,13 @@
-"""In-process CPU per request of the cache hit (POST /api/analyze) and of GET /health, through the whole Flask app.
+"""In-process CPU per request of a cache hit and of an uncached call (POST /api/analyze) and of GET /health, through
+the whole Flask app.
 
 The full-stack benchmark (bench.hit_throughput) measures throughput through gunicorn and wrk, which share this
 machine's cores with whatever else runs; this one times only the app's own work (time.process_time around a loop
 of requests handed to the WSGI app as gunicorn hands them), so a lever worth a few microseconds shows above the
-noise. Production settings: auth, rate limits on Redis, JSON access lines (written to /dev/null here), Prometheus
-in multiprocess mode, the collector frozen once warm (config/gunicorn.conf.py).
+noise. An uncached call is a text never sent before, answered by the fake Gemini (a process of its own, so its CPU
+is not counted): what is timed is the service's side of a paid miss, the HTTP client to the provider included.
+Production settings: auth, rate limits on Redis, JSON access lines (written to /dev/null here), Prometheus in
+multiprocess mode, the collector frozen once warm (config/gunicorn.conf.py).
 
 `--compare TREE` measures this tree and another checkout of it (a change and its base) in lockstep: one app per
 process, rounds alternating between them, so both sides see the same drift of the host's speed, and the figure is
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -31,6 +35,9 @@ from werkzeug.test import EnvironBuilder
 from bench.harness import FakeProcess, auth_headers, learner_text, service_env
 
 TEXTS = 64
+# As bench.hit_throughput sends them: the key without an X-User-ID.
+HEADERS = {k: v for k, v in auth_headers().items() if k != "X-User-ID"}
+MISSES = 16  # fresh texts per round
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -85,13 +92,13 @@ def warm_app() -> Iterator[tuple[object, list, list, FakeProcess]]:
         from backend import create_app
 
         app = create_app()
-        # As bench.hit_throughput sends them: the key without an X-User-ID.
-        headers = {k: v for k, v in auth_headers().items() if k != "X-User-ID"}
+        headers = HEADERS
         hits = [environ_of("/api/analyze", method="POST", headers=headers,
                            data=json.dumps({"text": learner_text(i), "level": "B1"})) for i in range(TEXTS)]
         health = [environ_of("/health")] * TEXTS
         with stderr_to_devnull():
             per_request_us(app, hits, 2)  # fill the cache, then warm every code path
+            per_request_us(app, fresh_texts(headers), 1)
             gc.collect()
             gc.freeze()  # as config/gunicorn.conf.py does once a worker is ready
             yield app, hits, health, gemini
@@ -99,8 +106,17 @@ def warm_app() -> Iterator[tuple[object, list, list, FakeProcess]]:
         gemini.stop()
 
 
+def fresh_texts(headers: dict) -> list[tuple[dict, bytes]]:
+    """MISSES analyses of texts nobody sent before (built before the clock starts)."""
+    tag = uuid.uuid4().hex[:12]
+    return [environ_of("/api/analyze", method="POST", headers=headers,
+                       data=json.dumps({"text": f"{learner_text(i)} ({tag})", "level": "B1"})) for i in range(MISSES)]
+
+
 def one_round(app, hits: list, health: list, repeat: int) -> dict[str, float]:
-    return {"hit": per_request_us(app, hits, repeat), "health": per_request_us(app, health, repeat)}
+    misses = fresh_texts(HEADERS)
+    return {"hit": per_request_us(app, hits, repeat), "health": per_request_us(app, health, repeat),
+            "miss": per_request_us(app, misses, 1)}
 
 
 def serve_rounds(repeat: int) -> None:
@@ -116,7 +132,7 @@ def serve_rounds(repeat: int) -> None:
 def compare(other: Path, rounds: int, repeat: int) -> dict:
     """This tree and `other` in lockstep; returns per side the median CPU per request, and the paired medians."""
     sides = {"this": ROOT, "other": other.resolve()}
-    procs = {name: subprocess.Popen([sys.executable, "-m", "bench.hit_cpu", "--lockstep", "--repeat", str(repeat)],
+    procs = {name: subprocess.Popen([sys.executable, "-m", "bench.app_cpu", "--lockstep", "--repeat", str(repeat)],
                                     cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, text=True,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
              for name, tree in sides.items()}
@@ -139,17 +155,18 @@ def compare(other: Path, rounds: int, repeat: int) -> dict:
         for proc in procs.values():
             proc.wait(30)
     result: dict = {"upstream": upstream}
-    for path in ("hit", "health"):
+    for path in ("hit", "health", "miss"):
         for name in sides:
             result[f"{name}_{path}_us"] = statistics.median(r[path] for r in out[name])
         result[f"delta_{path}_us"] = statistics.median(
             a[path] - b[path] for a, b in zip(out["this"], out["other"], strict=True))
     print(f"in-process CPU per request, lockstep, median of {rounds} rounds of {repeat * TEXTS} each:")
-    print(f"  this tree  ({ROOT}): hit {result['this_hit_us']:7.1f} us, health {result['this_health_us']:7.1f} us")
-    print(f"  other tree ({sides['other']}): hit {result['other_hit_us']:7.1f} us, "
-          f"health {result['other_health_us']:7.1f} us")
+    for name, tree in sides.items():
+        print(f"  {name:5s} tree ({tree}): hit {result[f'{name}_hit_us']:7.1f} us, health "
+              f"{result[f'{name}_health_us']:7.1f} us, miss {result[f'{name}_miss_us']:7.1f} us")
     print(f"  this - other, median of the rounds' differences: hit {result['delta_hit_us']:+7.1f} us, "
-          f"health {result['delta_health_us']:+7.1f} us; upstream calls while timing: {upstream}")
+          f"health {result['delta_health_us']:+7.1f} us, miss {result['delta_miss_us']:+7.1f} us; upstream calls "
+          f"while timing: {upstream}")
     return result
 
 
@@ -169,13 +186,15 @@ def main(argv: list[str] | None = None) -> dict:
         calls = gemini.calls()
         out = [one_round(app, hits, health, args.repeat) for _ in range(args.rounds)]
         upstream = gemini.calls() - calls
-    hit, health_us = (statistics.median(r[path] for r in out) for path in ("hit", "health"))
-    print(f"in-process CPU per request (median of {args.rounds} rounds of {args.repeat * TEXTS}):")
-    for label, path, value in (("POST /api/analyze (hit)", "hit", hit), ("GET /health", "health", health_us)):
+    hit, health_us, miss = (statistics.median(r[path] for r in out) for path in ("hit", "health", "miss"))
+    print(f"in-process CPU per request (median of {args.rounds} rounds of {args.repeat * TEXTS}, misses {MISSES}):")
+    for label, path, value in (("POST /api/analyze (hit)", "hit", hit), ("GET /health", "health", health_us),
+                               ("POST /api/analyze (miss)", "miss", miss)):
         rounds = ", ".join(f"{r[path]:.0f}" for r in out)
-        print(f"  {label:23s} {value:7.1f} us   rounds {rounds}")
-    print(f"  hit - health            {hit - health_us:7.1f} us; upstream calls while timing: {upstream}")
-    return {"hit_us": hit, "health_us": health_us, "upstream": upstream}
+        print(f"  {label:24s} {value:7.1f} us   rounds {rounds}")
+    print(f"  hit - health            {hit - health_us:7.1f} us; upstream calls while timing: {upstream} "
+          f"(expected {args.rounds * MISSES}: the misses alone)")
+    return {"hit_us": hit, "health_us": health_us, "miss_us": miss, "upstream": upstream}
 
 
 if __name__ == "__main__":
