@@ -156,17 +156,21 @@ def main() -> int:
         ("gateway_peer", "miss vs the Portkey gateway", lambda: gateway_peer.main([])),
         ("budgets", "daily budgets: hit, paid call", lambda: budgets.main([])),
         ("conversation", "conversation turns, SQLite/PG", lambda: conversation.main([])),
-        ("slow_upstream", "slow upstream (1 s), default", lambda: slow_upstream.main([])),
+        # Up to the target's N=200 here (each level is 8 s of load); `python -m bench.slow_upstream` adds N=400.
+        ("slow_upstream", "slow upstream (1 s), default", lambda: slow_upstream.main(["--levels", "50", "200"])),
         # The layout the workers x threads comparison recommends for a 2-core VM, with the bulkhead sized to it.
         ("slow_upstream", "slow upstream (1 s), 4x64", lambda: slow_upstream.main(
-            ["--workers", "4", "--threads", "64", "--set", "GEMINI_MAX_CONCURRENCY=64"])),
+            ["--levels", "50", "200", "--workers", "4", "--threads", "64", "--set", "GEMINI_MAX_CONCURRENCY=64"])),
         ("fan_in", "fan-in, 200 identical", lambda: fan_in.main([])),
         ("speech", "speech: hits / health, fan-in", lambda: speech.main([])),
         ("outage", "provider outage, breaker open", lambda: outage.main([])),
         ("redis_outage", "Redis outage / Redis up", lambda: redis_outage.main([])),
-        ("jobs", "lesson jobs, SQLite, SIGKILL", lambda: jobs.main([])),
-        ("gunicorn_settings", "workers x threads", lambda: gunicorn_settings.main([])),
-        ("load_test", "Locust mixed load", lambda: load_test.main([])),
+        ("jobs", "lesson jobs, SQLite, SIGKILL", lambda: jobs.main(["--lessons", "120"])),
+        # The three layouts worth choosing between (2x8 and 4x8 were a fifth and a third of 2x32's slow-upstream
+        # figure in every run): `python -m bench.gunicorn_settings` compares all five.
+        ("gunicorn_settings", "workers x threads", lambda: gunicorn_settings.main(
+            ["--layouts", "2x32", "2x128", "4x64"])),
+        ("load_test", "Locust mixed load", lambda: load_test.main(["--seconds", "20"])),
     ]
     rows = []
     for name, title, entry in plan:
