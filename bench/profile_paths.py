@@ -20,7 +20,9 @@ HIT_TEXTS = 64
 # Who owns a sample: the innermost frame of the stack that matches one of these (checked in this order per frame).
 OWNERS = [
     ("model_json_schema", "gemini adapter: response JSON schema built per call (pydantic)"),
-    ("Client.send (httpx2", "gemini adapter: HTTP exchange with the provider (httpx2)"),
+    ("Client.send (httpx2", "gemini adapter: HTTP exchange with the provider (httpx2, the SDK's path)"),
+    ("GeminiHttp.post", "gemini adapter: HTTP exchange with the provider (urllib3)"),
+    ("_read_answer", "gemini adapter: answer read into the SDK's response model"),
     ("Models.generate_content", "gemini adapter: google-genai request/response conversion"),
     ("_from_response (genai", "gemini adapter: google-genai response models"),
     ("RequestTemplates.", "gemini adapter: request from its template"),

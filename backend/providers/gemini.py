@@ -148,11 +148,12 @@ class GeminiClient:
         )
 
     def close(self) -> None:
-        """Release the SDK client's connections."""
+        """Release the SDK client's connections and those of the thin HTTP path (gemini_http.py)."""
         with self._lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+        self._templates.close()
 
 
 @functools.cache

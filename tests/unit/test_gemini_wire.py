@@ -2,17 +2,23 @@
 
 Each case makes the same call twice against the fake Gemini: once through the adapter (the template path) and once
 through google-genai's own generate_content with the same config, and compares what the fake received: path and
-body. On an upgrade of google-genai, this says whether the SDK internals the template path leans on still hold.
+body. The thin HTTP path (backend/providers/gemini_http.py) is compared with the SDK's API client byte for byte:
+request line, every header and the body. On an upgrade of google-genai, this says whether the SDK internals the
+template path leans on still hold.
 """
 from __future__ import annotations
 
+import json
+
 import pytest
+from google.genai import types
 
 from backend.llm.client import Message
 from backend.providers.gemini import GeminiClient
 from backend.providers.gemini_request import RequestTemplates
 from backend.schemas.answers import SubtopicList, WritingAnalysis
 from tests.conftest import FAKE_PROVIDER_KEY
+from tests.unit.gemini_wire_server import WireServer
 
 CONVERSATION = [Message("user", "Hello"), Message("model", "Hi! What shall we talk about?"),
                 Message("user", "Yesterday I go to the cinema")]
@@ -129,4 +135,49 @@ def test_a_continued_answer_is_followed_as_the_sdk_follows_it(fake_gemini):
     assert fake_gemini.calls == 4 and our_requests == their_requests
     assert "dG9rZW4tMQ==" in str(our_requests[1]) and "dG9rZW4tMQ==" not in str(our_requests[0])
     assert ours.text == theirs.text and "went to the cinema." in ours.text
+    client.close()
+
+
+@pytest.fixture
+def wire():
+    server = WireServer()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("timeout", [None, 2.5])
+def test_the_thin_path_sends_what_the_sdks_api_client_sends(wire, timeout):
+    client = client_for(wire)
+    client.generate_json(system="You are a writing tutor.", prompt="Analyse: ok.", schema=WritingAnalysis,
+                         timeout=timeout)
+    assert client._templates._http is not None and client._templates._http[1] is not None  # the thin path sent it
+    ours = wire.seen[-1]
+    # The same request through the SDK's API client (the layer the thin path replaces), with the same options.
+    limit = 5.0 + client.input_seconds("Analyse: ok.")
+    seconds = min(timeout, limit) if timeout is not None else limit
+    options = client._config("", WritingAnalysis, seconds).http_options
+    client._sdk().models._api_client.request("post", "models/gemini-2.5-flash:generateContent", json.loads(ours.body),
+                                             options)
+    theirs = wire.seen[-1]
+    assert (ours.method, ours.target, ours.header_set(), ours.body) == (
+        theirs.method, theirs.target, theirs.header_set(), theirs.body)
+    assert ("x-server-timeout", "3" if timeout else "6") in ours.header_set()  # 5 s and the input's allowance
+    assert ("x-goog-api-key", FAKE_PROVIDER_KEY) in ours.header_set()
+    # And google-genai's own generate_content sends the same headers (its body's fields in another order).
+    client._sdk().models.generate_content(model=client.model, contents="Analyse: ok.",
+                                          config=client._config("You are a writing tutor.", WritingAnalysis, seconds))
+    assert wire.seen[-1].header_set() == ours.header_set() and wire.seen[-1].target == ours.target
+    assert json.loads(wire.seen[-1].body) == json.loads(ours.body)
+    client.close()
+
+
+def test_a_conversation_on_the_thin_path_reads_as_the_sdk_reads_it(wire):
+    client = client_for(wire)
+    ours = client.generate_text(system="tutor", messages=CONVERSATION)
+    answer = client._sdk().models.generate_content(model=client.model, contents="x",
+                                                   config=types.GenerateContentConfig(temperature=0.7))
+    assert ours.text == answer.text and ours.finish_reason == answer.candidates[0].finish_reason.name
+    assert ours.usage["total"] == answer.usage_metadata.total_token_count and ours.model == answer.model_version
+    assert {h for h in wire.seen[0].header_set() if h[0] != "content-length"} == {
+        h for h in wire.seen[1].header_set() if h[0] != "content-length"}
     client.close()
