@@ -8,6 +8,7 @@ import tempfile
 from gunicorn import glogging
 
 from backend.http.context import EXTENSION
+from backend.serving import spread
 from backend.serving.worker import BoundedThreadWorker
 from backend.settings import ConfigError, load_settings
 
@@ -112,8 +113,16 @@ def on_starting(server):
         os.remove(stale)
 
 
+def pre_fork(server, worker):
+    """A slot for the worker in the table of connections per worker, by which each takes only its share of new
+    connections (backend/serving/spread.py): made by the master before the first fork, shared by every worker."""
+    spread.assign(server, worker)
+
+
 def child_exit(server, worker):
-    """Mark a dead worker's live gauges so they stop counting; its counters stay, so totals survive restarts."""
+    """Free a dead worker's slot in the connection table; mark its live gauges so they stop counting (its counters
+    stay, so totals survive restarts)."""
+    spread.release(server, worker)
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)

@@ -12,12 +12,13 @@ main loop (up to 2 s per connection, stalling every other one), is done there wi
 reverse proxy in front (config/nginx/) remains the first line.
 
 On SIGTERM the worker drains first (backend/serving/drain.py): /health/ready says 503 while it still serves for
-SHUTDOWN_DRAIN_SECONDS, then it stops accepting and finishes what is in flight.
+SHUTDOWN_DRAIN_SECONDS, then it stops accepting and finishes what is in flight. And it accepts only while it holds
+no more connections than the other workers (backend/serving/spread.py), so kept-alive clients spread evenly.
 
 Only plain HTTP/1.1 is served this way (TLS and HTTP/2 end at the proxy). No Flask here: this is below the app.
 It overrides gthread's hooks (accept, enqueue_req, finish_request, murder_pending, _cap_keepalive, handle_exit,
-handle_request, TConn.init) of the pinned gunicorn; on an upgrade, tests/integration/test_slow_clients.py and
-test_draining.py show whether they still hold.
+handle_request, set_accept_enabled, wait_for_and_dispatch_events, TConn.init) of the pinned gunicorn; on an upgrade,
+tests/integration/test_slow_clients.py, test_draining.py and test_connection_spread.py show whether they still hold.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from backend.serving.drain import DrainingWorker
+from backend.serving.spread import SpreadingWorker
 
 # What the main loop buffers of one head at most (a waiting connection costs this memory, no thread); a longer
 # head goes to a thread, which reads the rest within the same deadline.
@@ -120,9 +122,9 @@ class BoundedConn(TConn):
             self.head.clear()
 
 
-class BoundedThreadWorker(DrainingWorker, ThreadWorker):
-    """gthread worker whose threads only ever wait on clients within HEADER_/BODY_TIMEOUT_SECONDS, and that drains
-    before it stops."""
+class BoundedThreadWorker(DrainingWorker, SpreadingWorker, ThreadWorker):
+    """gthread worker whose threads only ever wait on clients within HEADER_/BODY_TIMEOUT_SECONDS, that drains
+    before it stops, and that takes no more than its share of connections."""
 
     header_timeout = 10.0
     body_timeout = 60.0
@@ -156,6 +158,7 @@ class BoundedThreadWorker(DrainingWorker, ThreadWorker):
             return
         self.nr_conns += 1
         self.await_head(BoundedConn(self.cfg, sock, client, listener.getsockname(), linger=self.linger))
+        self.accepted()
 
     def on_client_socket_readable(self, conn, client) -> None:
         """A kept-alive connection starts its next request: read its head in the main loop too."""
@@ -265,6 +268,10 @@ class BoundedThreadWorker(DrainingWorker, ThreadWorker):
     def set_accept_enabled(self, enabled: bool) -> None:
         """Accept only while the threads have room (gunicorn asks again on every turn of its loop)."""
         super().set_accept_enabled(enabled and self.in_threads < self.thread_limit)
+
+    def stands_aside(self) -> bool:
+        """Draining: leave new connections to workers that are not (backend/serving/spread.py)."""
+        return self.drain is not None and self.drain.draining
 
     def handle_request(self, req, conn):  # noqa: D102  (gunicorn's hook, in the thread)
         # The head is in: from here the body must arrive within BODY_TIMEOUT_SECONDS, never silent for longer
