@@ -254,10 +254,17 @@ def main(argv: list[str] | None = None) -> dict:
         sent, failed = out[f"reloads {name}"]
         print(f"  {args.reloads} reloads (SIGHUP) under 6 keep-alive clients, {name:11s}: {failed} of {sent} requests "
               "failed")
-    figure = rows[("py_miss", "spread")]["ratio"] if "spread" in args.variants else 1.0
-    print(ratio_line("uncached throughput of 8 Python keep-alive clients, spread / gthread (median round)", figure,
-                     "informational", True))
-    return {"rows": rows, "ratio": figure, "ok": True}
+    if "spread" not in args.variants:
+        return {"rows": rows, "ratio": 1.0, "ok": True}
+    # The check: the service's worker holds an even share of wrk's connections (the busiest at most a quarter over
+    # it) and loses no request across a reload; throughput is the figure, not the target (the host is shared).
+    figure = rows[("miss", "spread")]["ratio"]
+    excess = max(rows[(kind, "spread")]["excess"] for kind in ("hit", "miss"))
+    failed = out["reloads spread"][1] if args.reloads else 0
+    met = excess <= 1.25 and failed == 0
+    print(ratio_line("uncached throughput under wrk, spread / gthread (median round)", figure,
+                     "busiest worker <= 1.25x an even share, no request lost across reloads", met))
+    return {"rows": rows, "ratio": figure, "excess": excess, "reload_failures": failed, "ok": met}
 
 
 if __name__ == "__main__":
