@@ -27,9 +27,9 @@ What is the same as the SDK's request, deliberately (tests/unit/test_gemini_wire
 - Failures are raised as the SDK's: an answer other than 200 through google.genai.errors.APIError.raise_for_response
   (ClientError, ServerError, Retry-After kept in its headers), transport failures as the httpx2 exceptions httpx
   would raise (timeouts, connection refused or reset, a body cut short), so gemini_errors.map_failure is unchanged.
-Where the client is configured beyond that (Vertex AI, retry options, an own httpx client or client arguments, a
-proxy in the environment, a collection-scoped base URL, an ephemeral token), for_client answers None and the SDK's
-own path is used.
+Where the client is configured beyond that (Vertex AI, retry options, an extra body, an own httpx client or client
+arguments, a proxy in the environment, a collection-scoped base URL, an ephemeral token), for_client answers None
+and the SDK's own path is used.
 """
 from __future__ import annotations
 
@@ -115,6 +115,7 @@ class GeminiHttp:
         key = api_client.api_key or ""
         if (api_client.vertexai or not key or key.startswith("auth_tokens/") or options.retry_options is not None
                 or options.httpx_client is not None or options.base_url_resource_scope is not None
+                or options.extra_body
                 or set(options.client_args or {}) - {"event_hooks"} or not options.base_url or not options.headers):
             return None
         # The only event hook (gemini_stream.on_response) serves streams: plain calls pass through it untouched.

@@ -90,8 +90,19 @@ def settle_replies(writes: list[Write], replies: list[Any], resend: Callable[[Wr
         elif isinstance(reply, Exception):
             refused(reply)
             run_failed(write)
-        elif write.replied is not None:
-            write.replied(reply)
+        else:
+            run_replied(write, reply)
+
+
+def run_replied(write: Write, reply: Any) -> None:
+    """A write was applied: its callback reads the reply. Like a fallback, it never turns the request into an error
+    (the batch is sent as a block ends, maybe while the request's own exception is on its way)."""
+    if write.replied is None:
+        return
+    try:
+        write.replied(reply)
+    except Exception:
+        logger.exception("reading the reply of a redis write failed")
 
 
 def run_failed(write: Write) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import redis
 
-from backend.resilience.redis_batch import Batches, Write, run_failed, script_write, settle_replies
+from backend.resilience.redis_batch import Batches, Write, run_failed, run_replied, script_write, settle_replies
 from backend.resilience.redis_connect import close_client, fail_fast, redis_client
 from backend.resilience.store import Outage, Store, StoreUnavailable, require_bytes
 
@@ -133,8 +133,7 @@ class RedisStore(Store):
         except StoreUnavailable:
             run_failed(write)
             return
-        if write.replied is not None:
-            write.replied(reply)
+        run_replied(write, reply)
 
     def _flush(self, writes: list[Write]) -> None:
         """Send queued writes in one round trip; never raises (each failed write runs its fallback)."""
@@ -200,7 +199,8 @@ class RedisStore(Store):
     def set_bytes(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """Inside ``deferring`` the write is queued (a cache entry: its failure changes nothing for the caller)."""
         value, name = require_bytes(value, self.name), self.k(key)
-        if not self._batches.queue(Write(lambda client: client.set(name, value, px=_ms(ttl) if ttl else None))):
+        if not (self.available() and self._batches.queue(
+                Write(lambda client: client.set(name, value, px=_ms(ttl) if ttl else None)))):
             self.call(lambda: self.binary.set(name, value, px=_ms(ttl) if ttl else None))
 
     def add(self, key: str, value: str, ttl: float) -> bool:
@@ -219,9 +219,11 @@ class RedisStore(Store):
 
     def set_if_equals(self, key: str, value: str, new_value: str, ttl: float) -> bool:
         """Inside ``deferring`` the write is queued and True returned: a lock handed on, whose owner reads nothing
-        back (if the lock was lost meanwhile, the compare in the script leaves it to its new owner all the same)."""
+        back (if the lock was lost meanwhile, the compare in the script leaves it to its new owner all the same).
+        While Redis is known down it is tried now, so that StoreUnavailable sends the caller to its fallback (the
+        lock was then taken in the local store, and must be handed on there)."""
         keys, args = [self.k(key)], [value, new_value, _ms(ttl)]
-        if self._batches.queue(Write(script_write(self._set_if_equals, keys, args))):
+        if self.available() and self._batches.queue(Write(script_write(self._set_if_equals, keys, args))):
             return True
         return bool(self.call(lambda: self._set_if_equals(keys=keys, args=args)))  # type: ignore[arg-type]
 

@@ -42,9 +42,11 @@ else:
 SLOTS = 128
 OUT = -1  # a slot whose worker takes no connections now
 HELD_BACK_POLL_SECONDS = 0.02
-# A worker writes the time into its slot on every turn of its loop (at least once a second). One whose loop has
-# not turned for this long is stuck (gunicorn kills it after `timeout`): it must not hold the others back meanwhile.
-STALE_SECONDS = 3.0
+# A worker writes the time into its slot on every turn of its loop (at least every TURN_SECONDS). One whose loop has
+# not turned for STALE_SECONDS is stuck (gunicorn kills it after `timeout`): it must not hold the others back
+# meanwhile, and while it still looks alive with the fewest connections, the others accept no more than one each.
+TURN_SECONDS = 0.5
+STALE_SECONDS = 1.5
 
 
 class ConnectionTable:
@@ -65,6 +67,9 @@ class ConnectionTable:
         """A free slot (master side, before a fork), None when all are taken."""
         slot = next((slot for slot in range(len(self.held)) if slot not in taken), None)
         if slot is not None:
+            # A slot freed without child_exit (gunicorn's kill_worker finding the process gone) may still hold its
+            # last worker's count: the new worker starts from nothing.
+            self.held[slot], self.seen[slot] = OUT, 0.0
             self._table.used = max(self._table.used, slot + 1)
         return slot
 
@@ -140,6 +145,7 @@ class SpreadingWorker(_GThreadWorker):
             self.set_accept_enabled(True)
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
-        """Each turn of the loop: publish the count (connections closed meanwhile); a worker held back waits less."""
+        """Each turn of the loop: publish the count (connections closed meanwhile); a worker held back waits less,
+        and none waits longer than TURN_SECONDS, so that its slot says it is alive."""
         self.publish()
-        super().wait_for_and_dispatch_events(min(timeout, HELD_BACK_POLL_SECONDS) if self.held_back else timeout)
+        super().wait_for_and_dispatch_events(min(timeout, HELD_BACK_POLL_SECONDS if self.held_back else TURN_SECONDS))

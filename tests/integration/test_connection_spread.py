@@ -56,18 +56,18 @@ def held(server: Gunicorn, workers: set[int], count: int) -> dict[int, int]:
                     f"{count} connections held by the workers", timeout=4)
 
 
-def close(connections: list[http.client.HTTPConnection]) -> None:
-    for conn in connections:
-        conn.close()
+def split_of(server, workers: set[int]) -> dict[int, int]:
+    """Open CONNECTIONS kept-alive connections together; how many each worker holds (then they are closed)."""
+    connections = connect_together(server, CONNECTIONS)
+    try:
+        return held(server, workers, CONNECTIONS)
+    finally:
+        for conn in connections:
+            conn.close()
 
 
 def test_connections_opened_together_spread_evenly(server):
-    workers = serving_workers(server, 2)
-    connections = connect_together(server, CONNECTIONS)
-    try:
-        by_worker = held(server, workers, CONNECTIONS)
-    finally:
-        close(connections)
+    by_worker = split_of(server, serving_workers(server, 2))
     assert all(3 <= n <= 5 for n in by_worker.values()), by_worker
 
 
@@ -75,20 +75,11 @@ def test_after_a_reload_the_new_workers_share_the_connections(server):
     old = serving_workers(server, 2)
     os.kill(server.process.pid, signal.SIGHUP)
     new = wait_for(lambda: (pids := serving_workers(server, 2)) and not pids & old and pids, "new workers")
-    connections = connect_together(server, CONNECTIONS)
-    try:
-        by_worker = held(server, new, CONNECTIONS)
-    finally:
-        close(connections)
+    by_worker = split_of(server, new)
     assert all(3 <= n <= 5 for n in by_worker.values()), by_worker
 
 
 def test_three_workers_share_them_too(tmp_path):
     with Gunicorn(env(tmp_path), workers=3, threads=8) as three:
-        workers = serving_workers(three, 3)
-        connections = connect_together(three, CONNECTIONS)
-        try:
-            by_worker = held(three, workers, CONNECTIONS)
-        finally:
-            close(connections)
+        by_worker = split_of(three, serving_workers(three, 3))
     assert all(2 <= n <= 4 for n in by_worker.values()), by_worker

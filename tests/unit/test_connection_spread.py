@@ -12,6 +12,7 @@ from backend.serving.spread import (
     HELD_BACK_POLL_SECONDS,
     OUT,
     STALE_SECONDS,
+    TURN_SECONDS,
     ConnectionTable,
     SpreadingWorker,
     assign,
@@ -87,7 +88,7 @@ def test_a_held_back_worker_looks_again_soon_and_publishes_closed_connections_on
     assert a.held_back and b.accepting
     a.wait_for_and_dispatch_events(1.0)
     b.wait_for_and_dispatch_events(1.0)
-    assert a.waited == [HELD_BACK_POLL_SECONDS] and b.waited == [1.0]
+    assert a.waited == [HELD_BACK_POLL_SECONDS] and b.waited == [TURN_SECONDS]
     a.nr_conns = 0  # its clients left (kept-alive connections closed on the loop)
     a.wait_for_and_dispatch_events(1.0)
     assert table.held[0] == 0
@@ -161,3 +162,15 @@ def test_the_master_gives_each_worker_a_free_slot_in_one_table_and_frees_it_when
     assign(server, replacement)
     assert replacement.connection_slot == 0 and replacement.connection_table is server.connection_table
     release(SimpleNamespace(), SimpleNamespace())  # a master without a table: nothing to do
+
+
+def test_a_slot_freed_without_child_exit_starts_from_nothing_for_its_next_worker():
+    server = SimpleNamespace(WORKERS={})
+    gone = SimpleNamespace()
+    assign(server, gone)
+    server.connection_table.held[0], server.connection_table.seen[0] = 7, time.monotonic()
+    # gunicorn's kill_worker found the process gone: worker_exit ran, child_exit did not, the slot is free again
+    replacement = SimpleNamespace()
+    assign(server, replacement)
+    assert replacement.connection_slot == 0
+    assert server.connection_table.held[0] == OUT and server.connection_table.seen[0] == 0.0

@@ -203,6 +203,7 @@ def test_sdk_clients_configured_beyond_the_plain_api_keep_the_sdks_path(wire):
     plain = types.HttpOptions(base_url=wire.base_url, api_version="v1beta", timeout=5000)
     assert GeminiHttp.for_client(genai.Client(api_key="k", http_options=plain)._api_client) is not None
     for options in (plain.model_copy(update={"retry_options": types.HttpRetryOptions(attempts=2)}),
-                    plain.model_copy(update={"client_args": {"trust_env": False}})):
+                    plain.model_copy(update={"client_args": {"trust_env": False}}),
+                    plain.model_copy(update={"extra_body": {"labels": {"team": "x"}}})):
         assert GeminiHttp.for_client(genai.Client(api_key="k", http_options=options)._api_client) is None
     assert GeminiHttp.for_client(genai.Client(api_key="auth_tokens/x", http_options=plain)._api_client) is None

@@ -3,6 +3,7 @@ writes in one round trip, in the order they were issued, each still applied, and
 somewhere. Round trips are counted where redis-py writes to the socket; every command reaches a real Redis."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -183,3 +184,24 @@ def test_without_a_block_each_write_is_sent_at_once(store, trips):
     breaker.record(permit, failed=False)
     assert trips == [["EVALSHA"]]
     assert breaker.state()["calls_in_window"] == 1
+
+
+def test_while_redis_is_known_down_the_flight_lock_is_handed_on_where_it_was_taken(store):
+    store.outage.failed(ConnectionError("down"))  # as after a failed command: the local store decides meanwhile
+    local = MemoryStore()
+    flights = SingleFlight(FailoverStore(store, local))
+    with store.deferring():
+        value, led = flights.run(KEY, lambda: {"ok": True}, lambda: None, deadline=time.monotonic() + 5)
+    assert (value, led) == ({"ok": True}, True)
+    assert local.get(f"flight:{KEY}") == DONE  # not queued for a Redis that is down
+
+
+def test_a_reply_callback_that_fails_spoils_neither_the_batch_nor_the_request(store, caplog):
+    def broken(_reply):
+        raise ValueError("a bug in a callback")
+
+    with store.deferring():
+        store.send(lambda client: client.set(store.k("a"), "1"), replied=broken)
+        store.set_bytes("b", b"2")
+    assert store.get_many(["a"]) == ["1"] and store.get_bytes("b") == b"2"
+    assert "reading the reply of a redis write failed" in caplog.text
