@@ -92,13 +92,12 @@ def warm_app() -> Iterator[tuple[object, list, list, FakeProcess]]:
         from backend import create_app
 
         app = create_app()
-        headers = HEADERS
-        hits = [environ_of("/api/analyze", method="POST", headers=headers,
+        hits = [environ_of("/api/analyze", method="POST", headers=HEADERS,
                            data=json.dumps({"text": learner_text(i), "level": "B1"})) for i in range(TEXTS)]
         health = [environ_of("/health")] * TEXTS
         with stderr_to_devnull():
             per_request_us(app, hits, 2)  # fill the cache, then warm every code path
-            per_request_us(app, fresh_texts(headers), 1)
+            per_request_us(app, fresh_texts(HEADERS), 1)
             gc.collect()
             gc.freeze()  # as config/gunicorn.conf.py does once a worker is ready
             yield app, hits, health, gemini

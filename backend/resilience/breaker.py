@@ -77,16 +77,16 @@ class CircuitBreaker:
         """Report how the permitted call ended; a success slower than the threshold counts as a failure, except
         for a half-open trial, where any success shows the provider answers again."""
         took = seconds if seconds is not None else time.monotonic() - permit.started
-        slow = took > self.slow_call_seconds and not permit.trial
+        failed = failed or (took > self.slow_call_seconds and not permit.trial)
         redis, lua = self.redis, self._lua
         if lua is None or redis is None or not redis.available():
-            self._run("record", failed or slow, permit.trial)
+            self._run("record", failed, permit.trial)
             return
         # Nobody waits for the verdict: on Redis it goes with the thread's next round trip (redis_batch.py), and
         # if it cannot be written there the local store counts it, as _run does.
-        redis.send(script_write(lua, [redis.k(self.key)], self._args("record", failed or slow, permit.trial)),
+        redis.send(script_write(lua, [redis.k(self.key)], self._args("record", failed, permit.trial)),
                    replied=self._check_reply,
-                   failed=lambda: self._run_local("record", failed or slow, permit.trial, strict=False))
+                   failed=lambda: self._run_local("record", failed, permit.trial, strict=False))
 
     def release(self, permit: Permit) -> None:
         """Hand back a permit without a verdict, for a call that proved nothing about the provider: a half-open

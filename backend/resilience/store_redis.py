@@ -124,8 +124,14 @@ class RedisStore(Store):
         """A write whose reply the caller does not wait for: queued while a ``deferring`` block is open on this
         thread, else sent now. ``issue`` gets a client or a pipeline (redis_batch.script_write for scripts)."""
         write = Write(issue, replied, failed)
-        if not self._batches.queue(write):
+        if not self._queue(write):
             self._send_now(write)
+
+    def _queue(self, write: Write) -> bool:
+        """Queue a write on this thread's open batch; False (send it now) without one, or while Redis is known down:
+        tried now, the write fails at once and its caller falls back (a flight lock taken in the local store is
+        handed on there, not queued for a Redis that is down)."""
+        return self.available() and self._batches.queue(write)
 
     def _send_now(self, write: Write) -> None:
         try:
@@ -199,8 +205,7 @@ class RedisStore(Store):
     def set_bytes(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """Inside ``deferring`` the write is queued (a cache entry: its failure changes nothing for the caller)."""
         value, name = require_bytes(value, self.name), self.k(key)
-        if not (self.available() and self._batches.queue(
-                Write(lambda client: client.set(name, value, px=_ms(ttl) if ttl else None)))):
+        if not self._queue(Write(lambda client: client.set(name, value, px=_ms(ttl) if ttl else None))):
             self.call(lambda: self.binary.set(name, value, px=_ms(ttl) if ttl else None))
 
     def add(self, key: str, value: str, ttl: float) -> bool:
@@ -220,10 +225,9 @@ class RedisStore(Store):
     def set_if_equals(self, key: str, value: str, new_value: str, ttl: float) -> bool:
         """Inside ``deferring`` the write is queued and True returned: a lock handed on, whose owner reads nothing
         back (if the lock was lost meanwhile, the compare in the script leaves it to its new owner all the same).
-        While Redis is known down it is tried now, so that StoreUnavailable sends the caller to its fallback (the
-        lock was then taken in the local store, and must be handed on there)."""
+        While Redis is known down it is tried now, so that StoreUnavailable sends the caller to its fallback."""
         keys, args = [self.k(key)], [value, new_value, _ms(ttl)]
-        if self.available() and self._batches.queue(Write(script_write(self._set_if_equals, keys, args))):
+        if self._queue(Write(script_write(self._set_if_equals, keys, args))):
             return True
         return bool(self.call(lambda: self._set_if_equals(keys=keys, args=args)))  # type: ignore[arg-type]
 
