@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import diskcache
 
-from backend.resilience.store import Outage, Store, StoreUnavailable, require_bytes
+from backend.resilience.outage import Outage
+from backend.resilience.store import Store, StoreUnavailable, require_bytes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

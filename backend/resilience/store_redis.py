@@ -9,9 +9,10 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import redis
 
+from backend.resilience.outage import Outage
 from backend.resilience.redis_batch import Batches, Write, run_failed, run_replied, script_write, settle_replies
 from backend.resilience.redis_connect import close_client, fail_fast, redis_client
-from backend.resilience.store import Outage, Store, StoreUnavailable, require_bytes
+from backend.resilience.store import Store, StoreUnavailable, require_bytes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
