@@ -30,7 +30,7 @@ from backend.resilience.spend_meter import requests_key
 from backend.resilience.store import MemoryStore
 from backend.resilience.store_redis import RedisStore
 from bench.budgets_paid import BUDGETS, meter, paid_calls, stats
-from bench.conversation import migrated
+from bench.databases import migrated
 from bench.harness import (
     HIGH_LIMIT,
     USERS,

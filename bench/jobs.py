@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from backend.jobs.worker import DEFAULT_THREADS
-from bench.conversation import migrated
+from bench.databases import migrated
 from bench.harness import FakeProcess, auth_headers, layout_parser, ratio_line, service, service_env
 from bench.load import percentile
 from tests.integration.servers import ROOT, _base_env
