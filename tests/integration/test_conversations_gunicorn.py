@@ -24,43 +24,23 @@ from sqlalchemy import create_engine, select, update
 
 from backend.db.migrate import upgrade
 from backend.db.models import Conversation, utcnow
-from tests.conftest import CLIENT_KEY, FAKE_PROVIDER_KEY
+from tests.conftest import CLIENT_KEY
 from tests.conversation_helpers import OTHER_KEY, contents_text, reply_requests, sse_events
+from tests.integration.conversation_pair import (
+    ALICE,
+    assert_busy,
+    create,
+    listed,
+    messages,
+    post_turn,
+    start_pair,
+    stop_pair,
+)
 from tests.integration.servers import Gunicorn
-from tests.redis_helpers import MAIN_REDIS_URL, purge, unique_prefix
 
 pytestmark = pytest.mark.gunicorn
-ALICE = {"X-API-Key": CLIENT_KEY, "X-User-ID": "alice"}
 STREAM = {"Accept": "text/event-stream"}
 CONCURRENT_TURNS = 8
-
-
-# -- the instances ---------------------------------------------------------------------------------------------
-
-def _start_pair(database_url: str, fake, cache_dir: Path):
-    """Two gunicorn instances on one migrated database and one Redis prefix, pointed at the fake Gemini."""
-    prefix = unique_prefix("conversations")
-    env = {"APP_ENV": "testing", "API_KEYS": f"tester:{CLIENT_KEY},other:{OTHER_KEY}",
-           "GEMINI_API_KEY": FAKE_PROVIDER_KEY, "GEMINI_BASE_URL": fake.base_url, "GEMINI_TIMEOUT_SECONDS": "8",
-           "REQUEST_DEADLINE_SECONDS": "10", "DATABASE_URL": database_url, "CACHE_MODE": "redis",
-           "REDIS_URL": MAIN_REDIS_URL, "REDIS_KEY_PREFIX": prefix, "RATE_LIMIT_DEFAULT": "100000/minute",
-           "RATE_LIMIT_AI": "100000/minute", "RATE_LIMIT_AI_PER_KEY": "100000/minute"}
-    servers = [Gunicorn({**env, "CACHE_DIR": str(cache_dir / name)}, workers=2, threads=8) for name in "ab"]
-    with ThreadPoolExecutor(2) as pool:
-        started = [pool.submit(server.start) for server in servers]
-    try:
-        for future in started:
-            future.result()
-    except BaseException:
-        _stop_pair(servers, prefix)
-        raise
-    return servers, prefix
-
-
-def _stop_pair(servers: list[Gunicorn], prefix: str) -> None:
-    for server in servers:
-        server.stop()
-    purge(prefix)
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +51,9 @@ def postgresql_pair(fake_gemini, tmp_path_factory):
     url = create_database(postgres_admin_url())
     try:
         upgrade(url)
-        servers, prefix = _start_pair(url, fake_gemini, tmp_path_factory.mktemp("pg-pair"))
+        servers, prefix = start_pair(url, fake_gemini, tmp_path_factory.mktemp("pg-pair"))
         yield servers[0], servers[1], url
-        _stop_pair(servers, prefix)
+        stop_pair(servers, prefix)
     finally:
         drop_database(url)
 
@@ -84,42 +64,9 @@ def sqlite_pair(fake_gemini, tmp_path_factory):
     directory = tmp_path_factory.mktemp("sqlite-pair")
     url = f"sqlite:///{directory / 'backend-ai.db'}"
     upgrade(url)
-    servers, prefix = _start_pair(url, fake_gemini, directory)
+    servers, prefix = start_pair(url, fake_gemini, directory)
     yield servers[0], servers[1], url
-    _stop_pair(servers, prefix)
-
-
-# -- requests --------------------------------------------------------------------------------------------------
-
-def create(server: Gunicorn, headers: dict) -> str:
-    response = requests.post(f"{server.url}/api/conversations", json={"scenario": "at the cafe"}, headers=headers,
-                             timeout=10)
-    assert response.status_code == 201, response.text
-    return response.json()["data"]["id"]
-
-
-def post_turn(server: Gunicorn, conversation: str, headers: dict, text: str = "I like coffee.") -> requests.Response:
-    return requests.post(f"{server.url}/api/conversations/{conversation}/messages", json={"text": text},
-                         headers=headers, timeout=30)
-
-
-def messages(server: Gunicorn, conversation: str, headers: dict = ALICE) -> list[dict]:
-    response = requests.get(f"{server.url}/api/conversations/{conversation}", headers=headers, timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()["data"]["messages"]
-
-
-def listed(server: Gunicorn, headers: dict) -> list[str]:
-    response = requests.get(f"{server.url}/api/conversations", params={"limit": 100}, headers=headers, timeout=10)
-    assert response.status_code == 200, response.text
-    return [c["id"] for c in response.json()["data"]["conversations"]]
-
-
-def assert_busy(response: requests.Response) -> None:
-    """A 409 CONFLICT that says when to retry."""
-    assert response.status_code == 409, response.text
-    assert response.json()["error"]["code"] == "CONFLICT"
-    assert float(response.headers["Retry-After"]) >= 1
+    stop_pair(servers, prefix)
 
 
 # -- 1. ordering -----------------------------------------------------------------------------------------------
