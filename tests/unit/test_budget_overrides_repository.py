@@ -3,29 +3,22 @@ listing, None as an explicit "unlimited", a key's own override apart from its us
 succeed on one row, and overrides in export (shown) and erase (kept: the operator's, not the learner's)."""
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import func, select
 
 from backend.db import budgets, learner_data
-from backend.db.engine import Database
 from backend.db.models import BudgetOverride
 from backend.schemas.caller import Caller
-from tests.unit.test_jobs_repository import all_at_once, new_job
+from tests.unit.jobs_repository_helpers import (  # the callers, the database fixture and its steps
+    ALICE,
+    BOB,
+    OTHER_KEY_ALICE,
+    all_at_once,
+    call,
+    database_fixture,  # noqa: F401  (the database fixture)
+    new_job,
+)
 
-ALICE, BOB, OTHER_KEY_ALICE = Caller("tester", "alice"), Caller("tester", "bob"), Caller("other", "alice")
 KEY = Caller("tester")  # the key's own data
-
-
-@pytest.fixture
-def database(database_url):
-    database = Database(database_url, pool_size=10, timeout_seconds=5)
-    yield database
-    database.dispose()
-
-
-def call(database, function, *args, **kwargs):
-    with database.session(write=True) as session:
-        return function(session, *args, **kwargs)
 
 
 def rows(database):

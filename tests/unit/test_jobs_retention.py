@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from backend.db import jobs, learner_data
-from backend.db.engine import Database
 from backend.db.models import Job, utcnow
 from backend.schemas.caller import Caller
 from backend.services.learner_data import LearnerDataService, Retention
-from tests.unit.test_jobs_repository import (
+from tests.unit.jobs_repository_helpers import (
     ALICE,
     BOB,
     OTHER_KEY_ALICE,
@@ -22,16 +20,10 @@ from tests.unit.test_jobs_repository import (
     call,
     change,
     claim,
+    database_fixture,  # noqa: F401  (the database fixture)
     new_job,
     row,
 )
-
-
-@pytest.fixture
-def database(database_url):
-    database = Database(database_url, pool_size=10, timeout_seconds=5)
-    yield database
-    database.dispose()
 
 
 def test_erase_deletes_and_counts_exactly_the_callers_jobs(database):
