@@ -15,7 +15,7 @@ import http
 import json
 import random
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +25,7 @@ from websockets.http11 import Request, Response
 
 from tests.fakes import azure_synthesis as synthesis
 from tests.fakes import azure_usp as usp
+from tests.fakes.azure_recognition import Session, phrases_for
 from tests.fakes.azure_settings import (
     DEFAULT_TRANSCRIPT,
     ERRORS,
@@ -34,17 +35,6 @@ from tests.fakes.azure_settings import (
     sentences,
     settings_from_query,
 )
-
-
-@dataclass
-class _Session:
-    """State of one websocket connection across its turns."""
-
-    interactive: bool
-    failure: str | None
-    sentence: int = 0
-    counted: bool = False
-    answered: bool = False
 
 
 class FakeAzureSpeech:
@@ -171,7 +161,7 @@ class FakeAzureSpeech:
         failure = RECOGNITION_FAILURES.get(failure, failure)  # a synthesis-only failure's counterpart
         if failure in synthesis.HANDSHAKE_STATUS:
             return synthesis.refusal(failure)
-        connection.fake_session = _Session(interactive="/interactive/" in url.path, failure=failure)
+        connection.fake_session = Session(interactive="/interactive/" in url.path, failure=failure)
         return None
 
     def _control(self, path: str, query: dict[str, list[str]]) -> Response:
@@ -210,7 +200,7 @@ class FakeAzureSpeech:
         except ConnectionClosed:
             return
 
-    async def _receive_turn(self, ws: ServerConnection, session: _Session) -> tuple[str, dict, bytes] | None:
+    async def _receive_turn(self, ws: ServerConnection, session: Session) -> tuple[str, dict, bytes] | None:
         """Read one turn (speech.context, then audio up to the empty end frame); None when the client left."""
         context: dict = {}
         audio = bytearray()
@@ -243,10 +233,10 @@ class FakeAzureSpeech:
         audio_seconds = len(pcm) / 2 / rate if rate else 0.0
         return (self.settings.latency_ms + self.settings.latency_ms_per_audio_second * audio_seconds) / 1000
 
-    def _answer_turn(self, session: _Session, context: dict, audio: bytes) -> list[tuple[str, dict]]:
+    def _answer_turn(self, session: Session, context: dict, audio: bytes) -> list[tuple[str, dict]]:
         """The messages answering one turn, in the order the service sends them."""
         pcm, rate = usp.split_wav_stream(audio)
-        phrases = self._phrases_for(session, context, pcm, rate)
+        phrases = phrases_for(session, context, pcm, rate, self.settings.transcript or DEFAULT_TRANSCRIPT)
         heard = phrases[0]["RecognitionStatus"] != "EndOfDictation"
         messages: list[tuple[str, dict]] = [("turn.start", usp.turn_start_body())]
         if heard:
@@ -258,33 +248,6 @@ class FakeAzureSpeech:
         with self._lock:
             self.phrases += phrases
         return messages
-
-    def _phrases_for(self, session: _Session, context: dict, pcm: bytes, rate: int) -> list[dict]:
-        """One phrase per speech segment, or a single status phrase that acknowledges the whole turn's audio."""
-        total = usp.ticks(len(pcm) // 2, rate)
-        segments = usp.speech_segments(pcm, rate)
-        if not segments:
-            # Acknowledging the audio matters: continuous mode re-sends unacknowledged audio in another turn.
-            return [usp.status_phrase("InitialSilenceTimeout" if session.interactive else "EndOfDictation", 0, total)]
-        if session.failure == "nomatch":
-            return [usp.status_phrase("NoMatch", 0, total)]
-        if session.failure == "malformed":  # results without NBest, words or scores
-            return [{**usp.status_phrase("Success", usp.ticks(s, rate), usp.ticks(e - s, rate)), "DisplayText": "?"}
-                    for s, e in segments]
-        if session.interactive:  # recognize-once ends after the first utterance
-            segments = segments[:1]
-        assessment = context.get("phraseDetection", {}).get("enrichment", {}).get("pronunciationAssessment")
-        if assessment is not None:
-            return usp.assessed_phrases(assessment, pcm, rate, segments)
-        transcript = self.settings.transcript or DEFAULT_TRANSCRIPT
-        phrases = []
-        for start, end in segments:
-            text = transcript[session.sentence % len(transcript)]
-            session.sentence += 1
-            digest = usp.audio_digest(pcm[start * 2:end * 2])
-            phrases.append(usp.recognized_phrase(text, usp.ticks(start, rate), usp.ticks(end - start, rate), digest))
-        return phrases
-
 
 
 def main(argv: list[str] | None = None) -> None:
