@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import uuid
 from datetime import datetime
-from typing import Sequence
+from typing import Any, NamedTuple, Sequence
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import Conversation, Message, utcnow
@@ -81,6 +82,46 @@ def messages(session: Session, conversation: Conversation, *, since_seq: int = 0
             return list(reversed(list(session.scalars(query))))
     with statement("messages.all"):
         return list(session.scalars(query.order_by(Message.seq)))
+
+
+class Said(NamedTuple):
+    """What a prompt needs of a message: its place, who said it and what."""
+
+    seq: int
+    role: str
+    text: str
+
+
+def said(session: Session, conversation: Conversation, *, since_seq: int, before: int | None = None,
+         newest: int | None = None) -> list[Said]:
+    """The conversation's messages from ``since_seq`` (and before ``before``) as the prompts read them, oldest
+    first; with ``newest``, only that many of the latest.
+
+    Every turn reads its history window, and every few turns its summary reads what left the window: three columns
+    as plain rows from a statement built once, rather than whole ORM objects from a statement built per call
+    (SQLAlchemy's construction, cache key and identity map were most of a turn's database CPU)."""
+    params: dict[str, Any] = {"conversation_id": conversation.id, "client": conversation.client,
+                              "user_id": conversation.user_id, "since_seq": since_seq}
+    if before is not None:
+        params["before"] = before
+    if newest is not None:
+        with statement("messages.recent"):
+            rows = session.execute(_said_statement(before is not None, True), {**params, "newest": newest}).all()
+        return [Said(*row) for row in reversed(rows)]
+    with statement("messages.all"):
+        return [Said(*row) for row in session.execute(_said_statement(before is not None, False), params)]
+
+
+@functools.cache
+def _said_statement(bounded: bool, newest: bool) -> Any:
+    query = select(Message.seq, Message.role, Message.text).where(
+        Message.conversation_id == bindparam("conversation_id"), Message.client == bindparam("client"),
+        Message.user_id == bindparam("user_id"), Message.seq >= bindparam("since_seq"))
+    if bounded:
+        query = query.where(Message.seq < bindparam("before"))
+    if newest:
+        return query.order_by(Message.seq.desc()).limit(bindparam("newest"))
+    return query.order_by(Message.seq)
 
 
 def messages_by_id(session: Session, caller: Caller, ids: Sequence[str]) -> dict[str, Message]:

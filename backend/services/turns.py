@@ -74,8 +74,8 @@ class TurnService:
             conversation = turns.take_lease(session, caller, conversation_id, token=token,
                                             seconds=self.settings.lease_seconds, retry_after=BUSY_RETRY_AFTER,
                                             max_turns=self.settings.max_turns)
-            recent = repo.messages(session, conversation, since_seq=conversation.summarized_count,
-                                   newest=tutor.MAX_WINDOW_MESSAGES)
+            recent = repo.said(session, conversation, since_seq=conversation.summarized_count,
+                               newest=tutor.MAX_WINDOW_MESSAGES)
         history = tutor.history(conversation, recent, self.settings.history_tokens)
         return Begun(caller, conversation, token, request, history,
                      deadline=time.monotonic() + self.settings.deadline_seconds)
@@ -233,8 +233,7 @@ class TurnService:
         conversation, start = begun.conversation, begun.history.window_start
         try:
             with self.db.session() as session:
-                older = [m for m in repo.messages(session, conversation, since_seq=conversation.summarized_count)
-                         if m.seq < start]
+                older = repo.said(session, conversation, since_seq=conversation.summarized_count, before=start)
             messages = [Turn("user", tutor.summary_prompt(conversation.summary, older))]
             for route in self._summaries:
                 def call(timeout: float, client=route.client) -> str:

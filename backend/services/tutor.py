@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from backend.db.models import Conversation, Message
+from backend.db.conversations import Said
+from backend.db.models import Conversation
 from backend.llm.client import Message as Turn
 
 # The newest messages the prompt may carry (20 turns; older ones are in the summary). Also a bound on what the
@@ -59,10 +60,10 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) + 4  # + the turn's own overhead
 
 
-def history(conversation: Conversation, recent: Sequence[Message], budget_tokens: int) -> History:
+def history(conversation: Conversation, recent: Sequence[Said], budget_tokens: int) -> History:
     """The most recent messages within ``budget_tokens``, starting on a learner's message (providers expect the
     user to speak first), oldest first."""
-    kept: list[Message] = []
+    kept: list[Said] = []
     used = 0
     for message in reversed(recent):
         used += estimate_tokens(message.text)
@@ -93,7 +94,7 @@ def corrections_inputs(conversation: Conversation, text: str) -> dict[str, objec
             "native_language": conversation.native_language}
 
 
-def summary_prompt(previous: str, messages: Sequence[Message]) -> str:
+def summary_prompt(previous: str, messages: Sequence[Said]) -> str:
     """The turns to fold into the summary, as data."""
     lines = [{"speaker": "learner" if m.role == "learner" else "tutor", "text": m.text} for m in messages]
     return (f"Previous summary: {previous or '(none)'}\nNew turns (JSON, oldest first):\n"
