@@ -72,6 +72,9 @@ def figures_of(name: str, r: dict | None, out: str) -> tuple[str, str]:
         miss = r["rows"][("miss", "spread")]
         return (f"busiest worker {r['excess']:.2f}x even; uncached {miss['ratio']:.2f}x gthread's req/s, p99 "
                 f"{miss['p99_ratio']:.2f}x; {r['reload_failures']} lost over a reload"), "<=1.25x even, 0 lost"
+    if name == "connection_burst":
+        return (f"{r['spread_slowest_ms']:.0f} vs {r['gthread_slowest_ms']:.0f} ms slowest, p50 "
+                f"{r['p50_ratio']:.2f}x gunicorn's accept"), "slowest <= 1.5x"
     if name == "jobs":
         return (f"enqueue p99 {r['enqueue_p99_ms']:.1f} ms; {r['lessons_per_s']:.2f}/s={r['ratio']:.2f} of bound; "
                 f"kill: {r['lost']} lost, {r['paid_twice']}/{r['held']} paid 2x"), "p99<20 ms, >=0.8, 0 lost"
@@ -135,6 +138,7 @@ def main() -> int:
     from bench import (
         budgets,
         cache_tiers,
+        connection_burst,
         connection_spread,
         conversation,
         fan_in,
@@ -179,6 +183,7 @@ def main() -> int:
         # runs five rounds of 5 s and compares reuse_port as well.
         ("connection_spread", "connections over workers", lambda: connection_spread.main(
             ["--variants", "gthread", "spread", "--rounds", "2", "--seconds", "2", "--reloads", "1"])),
+        ("connection_burst", "burst of 200 new connections", lambda: connection_burst.main(["--rounds", "3"])),
         # The three layouts worth choosing between (2x8 and 4x8 were a fifth and a third of 2x32's slow-upstream
         # figure in every run): `python -m bench.gunicorn_settings` compares all five.
         ("gunicorn_settings", "workers x threads", lambda: gunicorn_settings.main(

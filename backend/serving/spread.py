@@ -10,13 +10,15 @@ their p99 0.30x and 0.73x, cache hits unchanged.
 
 Here every worker writes how many connections it holds into a table that the master makes before the first fork
 (an anonymous shared mapping, one slot per worker: assign() and release() are its pre_fork and child_exit hooks),
-and accepts only while it holds no more than the fewest held by any other worker that accepts. A worker that cannot
-accept now (its threads busy, worker_connections reached, booting, stopping) is left out, so it never holds the
-others back; a draining worker stands aside, accepting only while no other worker can (a reload's new workers take
-the connections its `Connection: close` sends back; on a stop every worker drains and all accept as before). A
-worker held back looks again on every turn of its loop, at least every HELD_BACK_POLL_SECONDS: the others' counts
-change without waking it. A worker whose loop has not turned for STALE_SECONDS (stuck, until gunicorn's timeout
-kills it) is left out too: it never holds new connections hostage.
+and accepts only while it holds no more than the fewest held by any other worker that accepts (an eighth more once
+that is 8 or more, SLACK_SHARE: workers accepting a burst together then do not wait on the slowest at every
+connection). A worker that cannot accept now (its threads busy, worker_connections reached, booting, stopping) is
+left out, so it never holds the others back; a draining worker stands aside, accepting only while no other worker
+can (a reload's new workers take the connections its `Connection: close` sends back; on a stop every worker drains
+and all accept as before). A worker held back looks again on every turn of its loop, at least every
+HELD_BACK_POLL_SECONDS while the others' counts move (they change without waking it). A worker whose loop has not
+turned for STALE_SECONDS (stuck, until gunicorn's timeout kills it) is left out too: it never holds new connections
+hostage.
 
 Why not gunicorn's reuse_port (a listening socket per worker): the kernel hashes connections over the sockets, even
 only on average (8 clients still 6/2), and a connection queued on the socket of a worker that stops is reset: 4 of
@@ -41,7 +43,17 @@ else:
 # table's slots (more added with TTIN) accepts as gunicorn does.
 SLOTS = 128
 OUT = -1  # a slot whose worker takes no connections now
-HELD_BACK_POLL_SECONDS = 0.02
+# A worker held back looks again this soon while the others' counts move (a burst being accepted), and at the
+# slower pace once they stand still (an uneven spread that only closing connections will even out): it is not
+# woken when another worker accepts. A burst of 200 connections over 4 workers got its first answers at p50 300 ms,
+# max 630 ms when held-back workers looked every 20 ms and none could run ahead (gunicorn's own accept: 90 / 140 ms);
+# with the faster look and SLACK_SHARE, 80 / 130 ms (python -m bench.connection_spread, "burst").
+HELD_BACK_POLL_SECONDS = 0.005
+HELD_BACK_IDLE_POLL_SECONDS = 0.02
+MOVING_SECONDS = 0.1  # the others' counts changed this lately: a burst is being accepted
+# A worker may run this share ahead of the fewest held by another (0 below 8): workers accepting a burst together
+# do not wait on the slowest at every connection, and the spread stays within 1/8 (+1) of even.
+SLACK_SHARE = 8
 # A worker writes the time into its slot on every turn of its loop (at least every TURN_SECONDS). One whose loop has
 # not turned for STALE_SECONDS is stuck (gunicorn kills it after `timeout`): it must not hold the others back
 # meanwhile, and while it still looks alive with the fewest connections, the others accept no more than one each.
@@ -76,10 +88,16 @@ class ConnectionTable:
     def fewest(self, excluding: int, now: float) -> int | None:
         """The fewest connections held by a worker that accepts, other than `excluding`, among those whose loop
         turned lately; None when there is none."""
+        return self.others(excluding, now)[0]
+
+    def others(self, excluding: int, now: float) -> tuple[int | None, int]:
+        """(fewest, total): the fewest connections held by a worker that accepts, other than `excluding`, among
+        those whose loop turned lately (None when there is none), and what all of those hold together."""
         used = self._table.used
         fresh = now - STALE_SECONDS
-        return min((held for slot, (held, seen) in enumerate(zip(self.held[:used], self.seen[:used], strict=True))
-                    if held != OUT and seen >= fresh and slot != excluding), default=None)
+        counts = [held for slot, (held, seen) in enumerate(zip(self.held[:used], self.seen[:used], strict=True))
+                  if held != OUT and seen >= fresh and slot != excluding]
+        return min(counts, default=None), sum(counts)
 
 
 def assign(server: Any, worker: Any) -> None:
@@ -107,6 +125,8 @@ class SpreadingWorker(_GThreadWorker):
     held_back = False  # able to accept, but holding more connections than another worker that accepts
     _able = False  # would accept, were it not for the others
     _published = OUT
+    _others_total: int | None = None  # what the others held at the last look
+    _others_moved = 0.0  # when that last changed (time.monotonic())
 
     def stands_aside(self) -> bool:
         """Whether this worker takes connections only while no other worker can (a draining one)."""
@@ -125,8 +145,11 @@ class SpreadingWorker(_GThreadWorker):
         table, slot = self.connection_table, self.connection_slot
         if table is None or slot is None:
             return True
-        fewest = table.fewest(slot, time.monotonic())
-        return fewest is None or (not self.stands_aside() and self.nr_conns <= fewest)
+        now = time.monotonic()
+        fewest, total = table.others(slot, now)
+        if total != self._others_total:
+            self._others_total, self._others_moved = total, now
+        return fewest is None or (not self.stands_aside() and self.nr_conns <= fewest + fewest // SLACK_SHARE)
 
     def publish(self) -> None:
         """Write this worker's connections into its slot (OUT while it does not accept, or stands aside), and that
@@ -148,4 +171,7 @@ class SpreadingWorker(_GThreadWorker):
         """Each turn of the loop: publish the count (connections closed meanwhile); a worker held back waits less,
         and none waits longer than TURN_SECONDS, so that its slot says it is alive."""
         self.publish()
-        super().wait_for_and_dispatch_events(min(timeout, HELD_BACK_POLL_SECONDS if self.held_back else TURN_SECONDS))
+        if self.held_back:
+            moving = time.monotonic() - self._others_moved < MOVING_SECONDS
+            timeout = HELD_BACK_POLL_SECONDS if moving else HELD_BACK_IDLE_POLL_SECONDS
+        super().wait_for_and_dispatch_events(min(timeout, TURN_SECONDS))

@@ -9,8 +9,11 @@ import time
 from types import SimpleNamespace
 
 from backend.serving.spread import (
+    HELD_BACK_IDLE_POLL_SECONDS,
     HELD_BACK_POLL_SECONDS,
+    MOVING_SECONDS,
     OUT,
+    SLACK_SHARE,
     STALE_SECONDS,
     TURN_SECONDS,
     ConnectionTable,
@@ -174,3 +177,33 @@ def test_a_slot_freed_without_child_exit_starts_from_nothing_for_its_next_worker
     assign(server, replacement)
     assert replacement.connection_slot == 0
     assert server.connection_table.held[0] == OUT and server.connection_table.seen[0] == 0.0
+
+
+def test_a_worker_may_run_an_eighth_ahead_of_the_others_once_they_hold_eight():
+    table = ConnectionTable(4)
+    a, b = Worker(table, 0, connections=8), Worker(table, 1, connections=7)
+    b.set_accept_enabled(True)
+    a.set_accept_enabled(True)
+    assert a.held_back  # 8 > 7: below eight, no slack
+    b.nr_conns = 16
+    b.set_accept_enabled(True)
+    a.nr_conns = 18
+    a.set_accept_enabled(True)
+    assert SLACK_SHARE == 8 and a.accepting and not a.held_back  # 18 <= 16 + 16 // 8
+    a.take()
+    assert a.held_back and not a.accepting  # 19 > 18
+
+
+def test_a_held_back_worker_looks_again_soon_only_while_the_others_counts_move():
+    table = ConnectionTable(4)
+    a, b = Worker(table, 0, connections=5), Worker(table, 1, connections=2)
+    b.set_accept_enabled(True)
+    a.set_accept_enabled(True)
+    a.wait_for_and_dispatch_events(1.0)
+    a._others_moved -= MOVING_SECONDS  # as if that long passed
+    a.set_accept_enabled(True)  # and nothing moved meanwhile
+    a.wait_for_and_dispatch_events(1.0)
+    b.take()  # the other accepts: a burst is being taken
+    a.set_accept_enabled(True)
+    a.wait_for_and_dispatch_events(1.0)
+    assert a.held_back and a.waited == [HELD_BACK_POLL_SECONDS, HELD_BACK_IDLE_POLL_SECONDS, HELD_BACK_POLL_SECONDS]
