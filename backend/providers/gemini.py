@@ -46,6 +46,7 @@ class GeminiClient:
         self._client: genai.Client | None = None
         self._lock = threading.Lock()
         self._templates = RequestTemplates()
+        self._configs: dict[tuple, types.GenerateContentConfig] = {}  # per operation, built on first use
 
     def _sdk(self) -> genai.Client:
         """Create the SDK client on first use, in the worker process that uses it (never before a fork)."""
@@ -127,25 +128,32 @@ class GeminiClient:
         return min(timeout, self._timeout_seconds) if timeout is not None else self._timeout_seconds
 
     def _config(self, system: str, schema: type[BaseModel], seconds: float) -> types.GenerateContentConfig:
-        return types.GenerateContentConfig(
-            response_mime_type="application/json", response_json_schema=_json_schema(schema),
-            **self._common_config(system, seconds, temperature=0.2))
+        return self._per_call(("json", schema), system, seconds)
 
     def _text_config(self, system: str, seconds: float) -> types.GenerateContentConfig:
-        return types.GenerateContentConfig(**self._common_config(system, seconds, temperature=0.7))
+        return self._per_call(("text",), system, seconds)
 
-    def _common_config(self, system: str, seconds: float, *, temperature: float) -> dict[str, Any]:
-        return dict(
-            system_instruction=system or None,
-            max_output_tokens=self._max_output_tokens + max(0, self._thinking_budget),
-            thinking_config=(types.ThinkingConfig(thinking_budget=self._thinking_budget)
-                             if self._thinking_budget >= 0 else None),
-            temperature=temperature,
+    def _per_call(self, key: tuple, system: str, seconds: float) -> types.GenerateContentConfig:
+        """The operation's config with this call's system prompt and timeout. The rest is the same for every call
+        of the operation, so it is validated once and copied (shallow, as the request templates share it too):
+        building the whole config per call cost 100 us (JSON) and 66 us (text), the copy 23 us, measured."""
+        base = self._configs.get(key)
+        if base is None:
+            structured = key[0] == "json"
+            answer_format: dict[str, Any] = (
+                {"response_mime_type": "application/json", "response_json_schema": _json_schema(key[1])}
+                if structured else {})
+            base = self._configs[key] = types.GenerateContentConfig(
+                **answer_format, max_output_tokens=self._max_output_tokens + max(0, self._thinking_budget),
+                thinking_config=(types.ThinkingConfig(thinking_budget=self._thinking_budget)
+                                 if self._thinking_budget >= 0 else None),
+                temperature=0.2 if structured else 0.7)
+        return base.model_copy(update={
+            "system_instruction": system or None,
             # A per-call timeout only when it differs from the client's own: the deadline leaves less, or a long
             # input allows more (merging options per call costs the SDK about 25 us, measured).
-            http_options=(types.HttpOptions(timeout=max(1, int(seconds * 1000)))
-                          if seconds != self._timeout_seconds else None),
-        )
+            "http_options": (types.HttpOptions(timeout=max(1, int(seconds * 1000)))
+                             if seconds != self._timeout_seconds else None)})
 
     def close(self) -> None:
         """Release the SDK client's connections and those of the thin HTTP path (gemini_http.py)."""

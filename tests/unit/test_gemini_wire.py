@@ -181,3 +181,25 @@ def test_a_conversation_on_the_thin_path_reads_as_the_sdk_reads_it(wire):
     assert {h for h in wire.seen[0].header_set() if h[0] != "content-length"} == {
         h for h in wire.seen[1].header_set() if h[0] != "content-length"}
     client.close()
+
+
+@pytest.mark.parametrize("thinking_budget", [-1, 0, 256])
+def test_a_per_call_config_is_the_config_built_whole(thinking_budget):
+    """The config copied from the operation's (backend/providers/gemini.py, _per_call) equals one built whole, field
+    for field and in the fields it says were set, for structured and text calls, with and without a timeout."""
+    client = GeminiClient(api_key=FAKE_PROVIDER_KEY, model="gemini-2.5-flash", timeout_seconds=5.0,
+                          max_output_tokens=512, thinking_budget=thinking_budget)
+    thinking = types.ThinkingConfig(thinking_budget=thinking_budget) if thinking_budget >= 0 else None
+    common = {"max_output_tokens": 512 + max(0, thinking_budget), "thinking_config": thinking}
+    for seconds, options in ((5.0, None), (2.5, types.HttpOptions(timeout=2500))):
+        for system in ("Be brief.", ""):
+            whole = types.GenerateContentConfig(
+                response_mime_type="application/json", response_json_schema=WritingAnalysis.model_json_schema(),
+                temperature=0.2, system_instruction=system or None, http_options=options, **common)
+            built = client._config(system, WritingAnalysis, seconds)
+            assert built == whole and built.model_fields_set == whole.model_fields_set
+            whole_text = types.GenerateContentConfig(temperature=0.7, system_instruction=system or None,
+                                                     http_options=options, **common)
+            built_text = client._text_config(system, seconds)
+            assert built_text == whole_text and built_text.model_fields_set == whole_text.model_fields_set
+    assert client._config("other", WritingAnalysis, 5.0).system_instruction == "other"  # nothing shared leaks
