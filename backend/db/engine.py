@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from backend.db.deadline import Watchdog, guard_postgres
+from backend.db.sqlite_lock import write_locked
 from backend.db.timing import instrument, statement
 from backend.errors import DatabaseUnavailable
 
@@ -81,8 +83,9 @@ class Database:
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back whole when it raises. ``write`` takes
-        SQLite's write lock at the start (BEGIN IMMEDIATE), so two writers wait for each other (busy timeout)
-        instead of one failing when it upgrades a read lock; PostgreSQL locks rows as it goes."""
+        SQLite's write lock at the start (BEGIN IMMEDIATE), so two writers wait for each other (up to the busy
+        timeout, in sub-millisecond steps) instead of one failing when it upgrades a read lock; PostgreSQL locks rows
+        as it goes."""
         try:
             bind = self.engine.execution_options(sqlite_immediate=True) if write else self.engine
             with Session(bind, expire_on_commit=False, autoflush=False) as session:
@@ -172,5 +175,22 @@ def _sqlite_pragmas(engine: Engine, *, busy_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if conn.get_execution_options().get("sqlite_immediate", False):
+            _begin_immediate(conn, busy_ms)
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def _begin_immediate(conn: Any, busy_ms: int) -> None:
+    """BEGIN IMMEDIATE, waiting for the write lock in steps under a millisecond rather than with SQLite's busy
+    handler's coarse back-off (backend.db.sqlite_lock). If the lock is still taken at the busy timeout, one more try
+    through SQLAlchemy, not waiting, raises its OperationalError, which the session answers with a 503 as before."""
+    dbapi = conn.connection.dbapi_connection
+    try:
+        write_locked(dbapi, lambda: dbapi.execute("BEGIN IMMEDIATE"), busy_ms=busy_ms)
+    except sqlite3.OperationalError:
+        dbapi.execute("PRAGMA busy_timeout=0")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        finally:
+            dbapi.execute(f"PRAGMA busy_timeout={busy_ms}")

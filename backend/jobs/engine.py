@@ -9,11 +9,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, RedisHuey
 from huey.storage import RedisStorage
 from sqlalchemy.engine import make_url
 
 from backend.db.engine import ensure_sqlite_directory
+from backend.jobs.sqlite_queue import SqliteQueueHuey
 from backend.resilience.redis_connect import connection_pool, fail_fast
 from backend.settings import Settings
 
@@ -63,7 +64,7 @@ def build_huey(settings: Settings, *, immediate: bool = False) -> Huey:
                                  connection_pool=connection_pool(redis_url, **QUEUE_CONNECTION))
     path = queue_file(settings.database_url)
     ensure_sqlite_directory(f"sqlite:///{path}")
-    return SqliteHuey(QUEUE_NAME, results=False, immediate=immediate, filename=str(path))
+    return SqliteQueueHuey(QUEUE_NAME, results=False, immediate=immediate, filename=str(path))
 
 
 class JobEngine:

@@ -69,8 +69,9 @@ class _Run:
         return self.backend.settings.job_lease_seconds
 
     def on_step(self, done: int, total: int) -> None:
-        """Record the progress and renew the lease in one statement."""
-        with self.backend.database.session() as session:
+        """Record the progress and renew the lease in one statement (a write session: on SQLite it waits for the
+        write lock before it begins, in fine steps, instead of upgrading a read with SQLite's coarse back-off)."""
+        with self.backend.database.session(write=True) as session:
             self.lease = repo.progress(session, self.job_id, self.token, steps_done=done, steps_total=total,
                                        lease_seconds=self.lease_seconds)
         self.renewed = time.monotonic()
@@ -81,7 +82,7 @@ class _Run:
         if self.stopping.is_set() or not self.lease:
             return True
         if time.monotonic() - self.renewed > self.lease_seconds / 3:
-            with self.backend.database.session() as session:
+            with self.backend.database.session(write=True) as session:
                 self.lease = repo.renew(session, self.job_id, self.token, self.lease_seconds)
             self.renewed = time.monotonic()
         return not self.lease
