@@ -27,8 +27,9 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from werkzeug.test import EnvironBuilder
 
@@ -82,56 +83,104 @@ def per_request_us(app, requests: list[tuple[dict, bytes]], repeat: int) -> floa
     return spent / (repeat * len(requests)) * 1e6
 
 
+@dataclass(frozen=True)
+class HitPath:
+    """What is timed: the cached request (TEXTS of them) and a miss (a text never sent before), with the fake
+    answering the misses and the settings the app runs under."""
+
+    fake: str
+    env: dict
+    request: Callable[[str], tuple[str, dict]]  # a text -> (path, JSON body)
+    text: Callable[[int], str]
+    upstream: Callable[[FakeProcess], int]
+
+
+def _analysis(text: str) -> tuple[str, dict]:
+    return "/api/analyze", {"text": text, "level": "B1"}
+
+
+def _speech(text: str) -> tuple[str, dict]:
+    return "/api/speech", {"text": text, "format": "mp3"}
+
+
+def _syntheses(azure: FakeProcess) -> int:
+    from bench.speech import synthesis_calls
+
+    return synthesis_calls(azure)
+
+
+def _clip_text(i: int) -> str:
+    from bench.speech import clip_text
+
+    return clip_text(i)
+
+
+# analyze: a cached analysis (JSON); speech-*: a cached ~49 KB mp3 from the memory tier, or from Redis with no
+# memory tier (as bench.speech measures them).
+PATHS = {
+    "analyze": HitPath("tests.fakes.gemini", {}, _analysis, learner_text, FakeProcess.calls),
+    "speech-memory": HitPath("tests.fakes.azure_speech", {"CACHE_MODE": "redis"}, _speech, _clip_text, _syntheses),
+    "speech-redis": HitPath("tests.fakes.azure_speech", {"CACHE_MODE": "redis_only", "CACHE_MEMORY_MAX_BYTES": "1024"},
+                            _speech, _clip_text, _syntheses),
+}
+
+
+def request_of(path: HitPath, text: str) -> tuple[dict, bytes]:
+    url, body = path.request(text)
+    return environ_of(url, method="POST", headers=HEADERS, data=json.dumps(body))
+
+
 @contextlib.contextmanager
-def warm_app() -> Iterator[tuple[object, list, list, FakeProcess]]:
-    """The app under production settings with TEXTS analyses cached, and the hit and health requests."""
-    gemini = FakeProcess("tests.fakes.gemini")
+def warm_app(path: HitPath) -> Iterator[tuple[object, list, list, FakeProcess]]:
+    """The app under production settings with TEXTS answers cached, and the hit and health requests."""
+    fake = FakeProcess(path.fake)
     try:
+        env = (service_env(fake, **path.env) if path.fake.endswith("gemini")
+               else service_env(None, azure=fake, **path.env))
         # Before prometheus_client is imported: its value class (multiprocess files) is chosen at import.
-        os.environ.update(service_env(gemini), PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="bench-hit-cpu-"))
+        os.environ.update(env, PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="bench-hit-cpu-"))
         from backend import create_app
 
         app = create_app()
-        hits = [environ_of("/api/analyze", method="POST", headers=HEADERS,
-                           data=json.dumps({"text": learner_text(i), "level": "B1"})) for i in range(TEXTS)]
+        hits = [request_of(path, path.text(i)) for i in range(TEXTS)]
         health = [environ_of("/health")] * TEXTS
         with stderr_to_devnull():
             per_request_us(app, hits, 2)  # fill the cache, then warm every code path
-            per_request_us(app, fresh_texts(HEADERS), 1)
+            per_request_us(app, fresh_texts(path), 1)
             gc.collect()
             gc.freeze()  # as config/gunicorn.conf.py does once a worker is ready
-            yield app, hits, health, gemini
+            yield app, hits, health, fake
     finally:
-        gemini.stop()
+        fake.stop()
 
 
-def fresh_texts(headers: dict) -> list[tuple[dict, bytes]]:
-    """MISSES analyses of texts nobody sent before (built before the clock starts)."""
+def fresh_texts(path: HitPath) -> list[tuple[dict, bytes]]:
+    """MISSES texts nobody sent before (built before the clock starts)."""
     tag = uuid.uuid4().hex[:12]
-    return [environ_of("/api/analyze", method="POST", headers=headers,
-                       data=json.dumps({"text": f"{learner_text(i)} ({tag})", "level": "B1"})) for i in range(MISSES)]
+    return [request_of(path, f"{path.text(i)} ({tag})") for i in range(MISSES)]
 
 
-def one_round(app, hits: list, health: list, repeat: int) -> dict[str, float]:
-    misses = fresh_texts(HEADERS)
+def one_round(app, path: HitPath, hits: list, health: list, repeat: int) -> dict[str, float]:
+    misses = fresh_texts(path)
     return {"hit": per_request_us(app, hits, repeat), "health": per_request_us(app, health, repeat),
             "miss": per_request_us(app, misses, 1)}
 
 
-def serve_rounds(repeat: int) -> None:
+def serve_rounds(path: HitPath, repeat: int) -> None:
     """--lockstep: say "ready", then run one round per line read from stdin and answer it as JSON."""
-    with warm_app() as (app, hits, health, gemini):
-        calls = gemini.calls()
+    with warm_app(path) as (app, hits, health, fake):
+        calls = path.upstream(fake)
         print("ready", flush=True)
         for _ in sys.stdin:
-            print(json.dumps(one_round(app, hits, health, repeat)), flush=True)
-        print(json.dumps({"upstream": gemini.calls() - calls}), flush=True)
+            print(json.dumps(one_round(app, path, hits, health, repeat)), flush=True)
+        print(json.dumps({"upstream": path.upstream(fake) - calls}), flush=True)
 
 
-def compare(other: Path, rounds: int, repeat: int) -> dict:
+def compare(other: Path, rounds: int, repeat: int, path: str = "analyze") -> dict:
     """This tree and `other` in lockstep; returns per side the median CPU per request, and the paired medians."""
     sides = {"this": ROOT, "other": other.resolve()}
-    procs = {name: subprocess.Popen([sys.executable, "-m", "bench.app_cpu", "--lockstep", "--repeat", str(repeat)],
+    procs = {name: subprocess.Popen([sys.executable, "-m", "bench.app_cpu", "--lockstep", "--repeat", str(repeat),
+                                     *(["--path", path] if path != "analyze" else [])],
                                     cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, text=True,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
              for name, tree in sides.items()}
@@ -154,12 +203,12 @@ def compare(other: Path, rounds: int, repeat: int) -> dict:
         for proc in procs.values():
             proc.wait(30)
     result: dict = {"upstream": upstream}
-    for path in ("hit", "health", "miss"):
+    for side in ("hit", "health", "miss"):
         for name in sides:
-            result[f"{name}_{path}_us"] = statistics.median(r[path] for r in out[name])
-        result[f"delta_{path}_us"] = statistics.median(
-            a[path] - b[path] for a, b in zip(out["this"], out["other"], strict=True))
-    print(f"in-process CPU per request, lockstep, median of {rounds} rounds of {repeat * TEXTS} each:")
+            result[f"{name}_{side}_us"] = statistics.median(r[side] for r in out[name])
+        result[f"delta_{side}_us"] = statistics.median(
+            a[side] - b[side] for a, b in zip(out["this"], out["other"], strict=True))
+    print(f"in-process CPU per request ({path}), lockstep, median of {rounds} rounds of {repeat * TEXTS} each:")
     for name, tree in sides.items():
         print(f"  {name:5s} tree ({tree}): hit {result[f'{name}_hit_us']:7.1f} us, health "
               f"{result[f'{name}_health_us']:7.1f} us, miss {result[f'{name}_miss_us']:7.1f} us")
@@ -174,22 +223,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--repeat", type=int, default=3, help=f"passes over the {TEXTS} cached texts per round")
     parser.add_argument("--compare", type=Path, metavar="TREE", help="another checkout, measured in lockstep")
+    parser.add_argument("--path", choices=sorted(PATHS), default="analyze",
+                        help="the cached request timed: an analysis, or a speech clip from one tier")
     parser.add_argument("--lockstep", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    path = PATHS[args.path]
     if args.lockstep:
-        serve_rounds(args.repeat)
+        serve_rounds(path, args.repeat)
         return {}
     if args.compare:
-        return compare(args.compare, args.rounds, args.repeat)
-    with warm_app() as (app, hits, health, gemini):
-        calls = gemini.calls()
-        out = [one_round(app, hits, health, args.repeat) for _ in range(args.rounds)]
-        upstream = gemini.calls() - calls
-    hit, health_us, miss = (statistics.median(r[path] for r in out) for path in ("hit", "health", "miss"))
-    print(f"in-process CPU per request (median of {args.rounds} rounds of {args.repeat * TEXTS}, misses {MISSES}):")
-    for label, path, value in (("POST /api/analyze (hit)", "hit", hit), ("GET /health", "health", health_us),
-                               ("POST /api/analyze (miss)", "miss", miss)):
-        rounds = ", ".join(f"{r[path]:.0f}" for r in out)
+        return compare(args.compare, args.rounds, args.repeat, args.path)
+    with warm_app(path) as (app, hits, health, fake):
+        calls = path.upstream(fake)
+        out = [one_round(app, path, hits, health, args.repeat) for _ in range(args.rounds)]
+        upstream = path.upstream(fake) - calls
+    hit, health_us, miss = (statistics.median(r[side] for r in out) for side in ("hit", "health", "miss"))
+    print(f"in-process CPU per request, {args.path} (median of {args.rounds} rounds of {args.repeat * TEXTS}, "
+          f"misses {MISSES}):")
+    url = path.request("")[0]
+    for label, side, value in ((f"POST {url} (hit)", "hit", hit), ("GET /health", "health", health_us),
+                               (f"POST {url} (miss)", "miss", miss)):
+        rounds = ", ".join(f"{r[side]:.0f}" for r in out)
         print(f"  {label:24s} {value:7.1f} us   rounds {rounds}")
     print(f"  hit - health            {hit - health_us:7.1f} us; upstream calls while timing: {upstream} "
           f"(expected {args.rounds * MISSES}: the misses alone)")

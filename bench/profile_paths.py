@@ -31,6 +31,7 @@ OWNERS = [
     ("CircuitBreaker.", "circuit breaker (Redis Lua)"),
     ("TieredCache.store", "cache store (memory, disk, Redis tiers)"),
     ("TieredCache.lookup", "cache lookup (generation + tiers)"),
+    ("SynthesisService.", "speech service (cache key, policy)"),
     ("SpendMeter.", "budgets: admission and settlement (Redis Lua)"),
     ("SingleFlight.", "single-flight lock (Redis)"),
     ("RetryPolicy.call", "retry policy (tenacity)"),
@@ -125,8 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--only", nargs="*", help="scenarios: hit-cpu hit-wall miss-cpu miss-wall health-cpu "
-                                                  "open-cpu open-wall (default: all)")
+                                                  f"open-cpu open-wall {' '.join(SPEECH)} (default: all)")
     args = parser.parse_args(argv)
+    if args.only and all(name in SPEECH for name in args.only):
+        profile_speech(args)
+        return
     gemini = FakeProcess("tests.fakes.gemini")
     try:
         # One worker, so the profiled process serves every request.
@@ -170,6 +174,37 @@ def main(argv: list[str] | None = None) -> None:
                     report(title, record(pid, args.seconds, threading.Thread(target=load), wall=wall), args.top)
     finally:
         gemini.stop()
+    if not args.only or any(name in SPEECH for name in args.only):
+        profile_speech(args)
+
+
+def profile_speech(args: argparse.Namespace) -> None:
+    """POST /api/speech cache hits (a ~49 KB mp3, as bench.speech sends them), one tier per service."""
+    from bench.speech import FORMAT, NO_MEMORY_TIER, TEXTS, clip_text, warm_cache
+
+    azure = FakeProcess("tests.fakes.azure_speech")
+    try:
+        for name, (title, overrides) in SPEECH.items():
+            if args.only and name not in args.only:
+                continue
+            env = service_env(None, azure=azure, **overrides, **({"CACHE_MEMORY_MAX_BYTES": str(NO_MEMORY_TIER)}
+                                                                 if overrides["CACHE_MODE"] == "redis_only" else {}))
+            with service(env, 1, args.threads) as server:
+                bodies, _ = warm_cache(server)
+                headers = {k: v for k, v in auth_headers().items() if k != "X-User-ID"}
+                load = threading.Thread(target=wrk, args=(f"{server.url}/api/speech",), kwargs={
+                    "seconds": args.seconds + 1, "connections": 16, "method": "POST", "bodies": bodies,
+                    "headers": headers})
+                report(f"{title}, {TEXTS} {FORMAT} clips of {len(clip_text(0))} characters, wrk 16 connections "
+                       "(GIL holder)", record(worker_pids(server)[0], args.seconds, load), args.top)
+    finally:
+        azure.stop()
+
+
+# Speech cache hits per tier: what each costs a worker (bench.speech measures their throughput).
+SPEECH = {"speech-redis-cpu": ("speech cache hit, Redis tier (redis_only, no memory tier)",
+                               {"CACHE_MODE": "redis_only"}),
+          "speech-memory-cpu": ("speech cache hit, memory tier", {"CACHE_MODE": "redis"})}
 
 
 if __name__ == "__main__":

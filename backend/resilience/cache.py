@@ -1,6 +1,7 @@
 """The tiered cache: look up cheapest tier first, promote hits, and clear everywhere through generations."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -8,17 +9,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from backend.observability import metrics
+from backend.resilience.cache_entry import BYTES, JSON, MAGIC
+from backend.resilience.cache_entry import CORRUPT as _CORRUPT
+from backend.resilience.cache_entry import header as _header
+from backend.resilience.cache_entry import value as _value
 from backend.resilience.store import Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 ALL = "*"
 MAX_VALUE_BYTES = 2 << 20  # one synthesised clip is at most ~1 MB: larger values are not worth a tier's room
-# An entry: MAGIC, a one-line JSON header {"f": fresh until (epoch s), "g": generation, "c": cost, "k": kind}, a
-# newline, then the payload: the value's JSON (kind "json") or the value itself (kind "bytes"). Entries written
-# before binary values are one JSON text {"v", "f", "g", "c"}: they start with "{", and are still read.
-MAGIC = b"TC2 "
-JSON, BYTES = "json", "bytes"
-_HEADER_MAX = 512  # where the header's newline must be by: a payload is never scanned for it
 
 
 class Tier(Protocol):
@@ -141,6 +140,28 @@ class TieredCache:
             return found
         return stale
 
+    def prefetch(self, key: str) -> None:
+        """Before the request's rate limits: when the process's own tiers lack the entry and Redis is the next tier,
+        have it read in the limits' round trip (backend/resilience/redis_prefetch.py), so that the lookup after them
+        costs no round trip of its own. Behind a disk tier, or with the entry in memory, nothing is read ahead: the
+        lookup would most likely not need it."""
+        for tier in self.tiers:
+            if not tier.shared:
+                if tier.get(key) is not None:
+                    return
+                continue
+            prefetch = getattr(tier, "prefetch", None)
+            if prefetch is not None:
+                prefetch(key)
+            return
+
+    def forget_prefetched(self) -> None:
+        """The request is over: an entry read ahead and not looked up is dropped (a later request reads afresh)."""
+        for tier in self.tiers:
+            forget = getattr(tier, "forget_prefetched", None)
+            if forget is not None:
+                forget()
+
     def store(self, key: str, value: Any, ttl: float | None = None, cost_usd: float = 0.0,
               token: str | None = None) -> None:
         """Write value (JSON, or bytes kept as they are) to every tier, fresh for ttl (the namespace's TTL by default).
@@ -218,48 +239,16 @@ class TieredCache:
 
     def _count(self, namespace: str, tier: str, result: str, count: bool = True) -> None:
         if count:
-            metrics.CACHE_TIER_LOOKUPS.labels(namespace, tier, result).inc()
+            _tier_lookups(namespace, tier, result).inc()
+
+
+@functools.lru_cache(maxsize=1024)
+def _tier_lookups(namespace: str, tier: str, result: str) -> Any:
+    """The counter child of one (namespace, tier, result): looked up once, not per lookup (labels() takes a lock
+    and builds a tuple each time). Namespaces are the services' own few."""
+    return metrics.CACHE_TIER_LOOKUPS.labels(namespace, tier, result)
 
 
 def _namespace(key: str) -> str:
     """The namespace of a key `namespace:version:...`."""
     return key.split(":", 1)[0]
-
-
-_CORRUPT = object()  # what an unreadable payload decodes to: a miss, never an error
-
-
-def _header(raw: bytes) -> dict[str, Any] | None:
-    """The header of a stored entry ("f", "g", "c", "k"; "@": where its payload starts), or None when corrupt: a
-    corrupt entry is a miss, not an error. An entry from before binary values is its own header (kind "legacy")."""
-    kinds: tuple[str, ...]
-    try:
-        if raw.startswith(b"{"):  # the old format: one JSON text with the value in it
-            header, kinds = json.loads(raw), ("legacy",)
-            if isinstance(header, dict) and "v" in header:
-                header["k"] = "legacy"
-        elif raw.startswith(MAGIC):
-            end = raw.find(b"\n", len(MAGIC), len(MAGIC) + _HEADER_MAX)
-            header, kinds = (json.loads(raw[len(MAGIC):end]) if end > 0 else None), (JSON, BYTES)
-            if isinstance(header, dict):
-                header["@"] = end + 1
-        else:
-            return None
-    except ValueError:  # bad JSON or bad UTF-8
-        return None
-    valid = (isinstance(header, dict) and header.get("k") in kinds and "g" in header
-             and isinstance(header.get("f"), (int, float)))
-    return header if valid else None
-
-
-def _value(raw: bytes, header: dict[str, Any]) -> Any:
-    """The value an entry holds: bytes as stored, decoded JSON, or _CORRUPT."""
-    if header["k"] == "legacy":
-        return header["v"]
-    payload = raw[header["@"]:]
-    if header["k"] == BYTES:
-        return payload
-    try:
-        return json.loads(payload)
-    except ValueError:
-        return _CORRUPT

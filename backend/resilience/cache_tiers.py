@@ -68,6 +68,20 @@ class StoreTier:
     def get(self, key: str) -> bytes | None:
         return self.store.get_bytes(self.prefix + key)
 
+    def prefetch(self, key: str) -> bool:
+        """Ask the store to read the entry ahead, in the round trip of the request's rate limits (Redis only); False
+        when it cannot."""
+        prefetch = getattr(self.store, "prefetch_bytes", None)
+        if prefetch is None:
+            return False
+        prefetch(self.prefix + key)
+        return True
+
+    def forget_prefetched(self) -> None:
+        forget = getattr(self.store, "forget_prefetched", None)
+        if forget is not None:
+            forget()
+
     def set(self, key: str, raw: bytes, ttl: float) -> None:
         # A store short of room (Redis near its maxmemory) keeps it for control state: the entry stays in the
         # faster tiers instead of pushing locks, breakers and rate limits out of Redis.

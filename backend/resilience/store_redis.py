@@ -12,6 +12,7 @@ import redis
 from backend.resilience.outage import Outage
 from backend.resilience.redis_batch import Batches, Write, run_failed, run_replied, script_write, settle_replies
 from backend.resilience.redis_connect import close_client, fail_fast, redis_client
+from backend.resilience.redis_prefetch import Prefetches, RidingScript
 from backend.resilience.store import Store, StoreUnavailable, require_bytes
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class RedisStore(Store):
         self._room = (True, 0.0)  # (room for cache entries, monotonic time of the check)
         self._room_lock = threading.Lock()
         self._unbounded_logged = False
+        self._prefetches = Prefetches()
         self._delete_if_equals = self.client.register_script(_DELETE_IF_EQUALS)
         self._expire_if_equals = self.client.register_script(_EXPIRE_IF_EQUALS)
         self._incr_with_ttl = self.client.register_script(_INCR_WITH_TTL)
@@ -201,11 +203,28 @@ class RedisStore(Store):
         self.call(lambda: self.client.set(self.k(key), value, px=_ms(ttl) if ttl else None))
 
     def get_bytes(self, key: str) -> bytes | None:
-        return self.call(lambda: self.binary.get(self.k(key)))  # type: ignore[return-value]
+        """The value, read now or, when this thread asked for it ahead (prefetch_bytes), in its last script's round
+        trip."""
+        name = self.k(key)
+        read, value = self._prefetches.take(name)
+        if read:
+            return value
+        return self.call(lambda: self.binary.get(name))  # type: ignore[return-value]
+
+    def prefetch_bytes(self, key: str) -> None:
+        """Read this key with this thread's next script call (the AI limits'), in its round trip, for the get_bytes
+        after it (backend/resilience/redis_prefetch.py); nothing while Redis is known down."""
+        if self.available():
+            self._prefetches.ask(self.k(key))
+
+    def forget_prefetched(self) -> None:
+        """Drop what this thread read ahead and nobody took (its request is over)."""
+        self._prefetches.forget()
 
     def set_bytes(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """Inside ``deferring`` the write is queued (a cache entry: its failure changes nothing for the caller)."""
         value, name = require_bytes(value, self.name), self.k(key)
+        self._prefetches.drop(name)  # what this thread read ahead is older than what it writes
         if not self._queue(Write(lambda client: client.set(name, value, px=_ms(ttl) if ttl else None))):
             self.call(lambda: self.binary.set(name, value, px=_ms(ttl) if ttl else None))
 
@@ -214,6 +233,8 @@ class RedisStore(Store):
 
     def delete(self, keys: Iterable[str]) -> None:
         names = [self.k(key) for key in keys]
+        for name in names:
+            self._prefetches.drop(name)
         if names:
             self.call(lambda: self.client.delete(*names))
 
@@ -236,6 +257,8 @@ class RedisStore(Store):
         return int(self.call(lambda: self._incr_with_ttl(keys=[self.k(key)], args=[amount, _ms(ttl) if ttl else 0])))
 
     def delete_prefix(self, prefix: str) -> int:
+        self._prefetches.forget()
+
         def scan_and_unlink() -> int:
             removed, batch = 0, []
             for name in self.client.scan_iter(match=_glob_escape(self.k(prefix)) + "*", count=500):
@@ -248,8 +271,9 @@ class RedisStore(Store):
         return self.call(scan_and_unlink)
 
     def script(self, source: str) -> Any:
-        """Register a Lua script on this client (atomic multi-key transitions)."""
-        return self.client.register_script(source)
+        """Register a Lua script on this client (atomic multi-key transitions); a call carries the reads this thread
+        asked for ahead (prefetch_bytes) in its round trip."""
+        return RidingScript(self.client.register_script(source), self.binary, self._prefetches)
 
     def close(self) -> None:
         close_client(self.client)

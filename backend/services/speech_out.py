@@ -2,6 +2,7 @@
 (single-flight, stale-if-error), and the voices a language has."""
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,14 @@ def spoken(text: str, language: str, voice: str | None, rate: float = 1.0, fmt: 
     return Spoken(text, language, voice_for(language, voice), round(rate, 2), fmt)
 
 
+@functools.lru_cache(maxsize=256)
+def speech_key(request: Spoken) -> str:
+    """The cache key of a synthesis request (remembered: a hit asks for it twice, before the limits and after)."""
+    return cache_key("speech", "v1", "azure", {"text": request.text, "language": request.language,
+                                               "voice": request.voice, "rate": request.rate,
+                                               "format": request.format})
+
+
 class SynthesisService:
     """Synthesises speech through Azure, one cache entry per (text, language, voice, rate, format)."""
 
@@ -63,9 +72,7 @@ class SynthesisService:
     def synthesize(self, request: Spoken) -> Outcome:
         """The audio (bytes) of ``request``: from the cache when the same was synthesised before."""
         azure = configured(self._azure, PROVIDER, self._not_configured)
-        key = cache_key("speech", "v1", "azure", {"text": request.text, "language": request.language,
-                                                   "voice": request.voice, "rate": request.rate,
-                                                   "format": request.format})
+        key = speech_key(request)
 
         def call(timeout: float) -> bytes:
             audio = azure.synthesize(request.text, request.language, request.voice, request.rate, request.format,
@@ -77,6 +84,17 @@ class SynthesisService:
         # Synthesis is billed by the character: its cost is known before the call.
         price = len(request.text) / 1_000_000 * self._price_per_mchars
         return self._policy.execute(key, call, cost_bound=price)
+
+    def read_ahead(self, request: Spoken) -> None:
+        """Before the request's rate limits are taken: have the cached clip read in their Redis round trip when it
+        would come from Redis (TieredCache.prefetch). Nothing when synthesis is not configured (the view says so)."""
+        if self._azure is not None and self._policy.cache is not None:
+            self._policy.cache.prefetch(speech_key(request))
+
+    def forget_read_ahead(self) -> None:
+        """The request is over: a clip read ahead and not looked up is dropped."""
+        if self._policy.cache is not None:
+            self._policy.cache.forget_prefetched()
 
     def voices(self, language: str) -> Outcome:
         """The voices of a language (cached like any answer: a day by default)."""
