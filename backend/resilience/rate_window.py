@@ -182,12 +182,27 @@ for i = 1, n do
     return {0, i, 0, tostring(tonumber(last) + tonumber(ARGV[2 * i + 1])), tostring(now)}
   end
 end
--- The first quota is the one reported: count its live entries (newest first, so a binary search).
+-- The first quota is the one reported: count its live entries. It keeps only those (trimmed below on every allowed
+-- request), so the ones that expired since are at its tail (newest first): popped here, each entry once, LLEN then
+-- counts the rest. A binary search over the list cost Redis 120 us of CPU a request at 80,000 entries (17 LINDEX
+-- walks); it stays for a list with more than 64 expired entries (one written as another quota's, capped at its
+-- limit rather than trimmed), so that no request pops a long backlog at once.
 local limit, window = tonumber(ARGV[2]), tonumber(ARGV[3])
+local popped = 0
+while popped < 64 do
+  local tail = redis.call('LINDEX', KEYS[1], -1)
+  if not tail or tonumber(tail) > now - window then break end
+  redis.call('RPOP', KEYS[1])
+  popped = popped + 1
+end
 local lo, hi = 0, math.min(redis.call('LLEN', KEYS[1]), limit)
-while lo < hi do
-  local mid = math.floor((lo + hi) / 2)
-  if tonumber(redis.call('LINDEX', KEYS[1], mid)) > now - window then lo = mid + 1 else hi = mid end
+if popped == 64 then
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if tonumber(redis.call('LINDEX', KEYS[1], mid)) > now - window then lo = mid + 1 else hi = mid end
+  end
+else
+  lo = hi
 end
 local stamp = string.format('%.6f', now)
 for i = 1, n do

@@ -76,6 +76,17 @@ def test_expired_entries_do_not_count(limiter):
     assert limiter.hit([quota]).remaining == 2
 
 
+@pytest.mark.parametrize("expired", [3, 200])  # popped from the tail; a backlog past 64, counted by a binary search
+def test_the_remaining_count_is_exact_however_many_entries_expired(limiter, expired):
+    stale = Quota("reported", 500, 0.4)
+    for _ in range(expired):
+        assert limiter.hit([Quota("other", 1000, 60), stale]).allowed  # written as the second quota: not trimmed
+    time.sleep(0.45)
+    live = [limiter.hit([stale]) for _ in range(5)]
+    assert [v.remaining for v in live] == [499, 498, 497, 496, 495]
+    assert all(v.allowed for v in live)
+
+
 def test_exact_under_concurrency(limiter):
     quota = Quota("busy", 25, 60)
     with ThreadPoolExecutor(16) as pool:
