@@ -12,6 +12,7 @@ import pytest
 from backend.jobs.engine import build_huey, queue_file
 from backend.jobs.sqlite_queue import SqliteQueueHuey, SqliteQueueStorage
 from backend.settings import load_settings
+from tests.thread_helpers import in_background
 
 
 @pytest.fixture
@@ -93,17 +94,7 @@ def test_an_enqueue_waits_for_a_writer_holding_the_lock(storages, path):
     storage.enqueue(b"first")  # creates the connection (and the tables) before the lock is taken
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
-    done, errors = threading.Event(), []
-
-    def enqueue() -> None:
-        try:
-            storage.enqueue(b"second")
-        except BaseException as exc:  # the test asserts on it
-            errors.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=enqueue, daemon=True).start()
+    done, errors = in_background(lambda: storage.enqueue(b"second"))
     assert not done.wait(0.3), f"the enqueue did not wait for the lock: {errors}"
     holder.execute("COMMIT")
     holder.close()

@@ -5,7 +5,6 @@ not use it (their tests run on both in test_database_engine.py and the jobs test
 from __future__ import annotations
 
 import sqlite3
-import threading
 
 import pytest
 from sqlalchemy import text
@@ -13,6 +12,7 @@ from sqlalchemy import text
 from backend.db.engine import Database
 from backend.db.sqlite_lock import locked, write_locked
 from backend.errors import DatabaseUnavailable
+from tests.thread_helpers import in_background
 
 
 @pytest.fixture
@@ -55,17 +55,8 @@ def test_a_write_waits_for_the_holder_then_succeeds(sqlite_file, holder):
     conn.execute("PRAGMA busy_timeout=5000")
     holder.execute("BEGIN IMMEDIATE")
     holder.execute("INSERT INTO t VALUES (1)")
-    done, errors = threading.Event(), []
-
-    def write() -> None:
-        try:
-            write_locked(conn, lambda: conn.execute("INSERT INTO t VALUES (2)"), busy_ms=5000)
-        except BaseException as exc:  # the test asserts on it
-            errors.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=write, daemon=True).start()
+    done, errors = in_background(lambda: write_locked(conn, lambda: conn.execute("INSERT INTO t VALUES (2)"),
+                                                      busy_ms=5000))
     assert not done.wait(0.3), f"the write did not wait for the lock: {errors}"
     holder.execute("COMMIT")
     assert done.wait(10) and errors == []
@@ -110,18 +101,11 @@ def test_an_error_that_is_not_a_lock_is_raised_at_once(sqlite_file):
 
 def test_a_write_session_waits_for_the_lock_and_keeps_its_busy_timeout(database, holder, sqlite_file):
     holder.execute("BEGIN IMMEDIATE")
-    done, errors = threading.Event(), []
-
     def write() -> None:
-        try:
-            with database.session(write=True) as session:
-                session.execute(text("INSERT INTO t VALUES (3)"))
-        except BaseException as exc:  # the test asserts on it
-            errors.append(exc)
-        finally:
-            done.set()
+        with database.session(write=True) as session:
+            session.execute(text("INSERT INTO t VALUES (3)"))
 
-    threading.Thread(target=write, daemon=True).start()
+    done, errors = in_background(write)
     assert not done.wait(0.3), f"the write session did not wait for the lock: {errors}"
     holder.execute("COMMIT")
     assert done.wait(10) and errors == []
