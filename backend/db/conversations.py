@@ -70,18 +70,12 @@ def page(session: Session, caller: Caller, *, limit: int, cursor: str | None) ->
     return rows, encode_cursor(rows[-1]) if more else None
 
 
-def messages(session: Session, conversation: Conversation, *, since_seq: int = 0,
-             newest: int | None = None) -> list[Message]:
-    """The conversation's messages from ``since_seq`` on, oldest first; with ``newest``, only that many of the
-    latest."""
-    query = select(Message).where(Message.conversation_id == conversation.id, Message.seq >= since_seq,
-                                  Message.client == conversation.client, Message.user_id == conversation.user_id)
-    if newest is not None:
-        query = query.order_by(Message.seq.desc()).limit(newest)
-        with statement("messages.recent"):
-            return list(reversed(list(session.scalars(query))))
+def messages(session: Session, conversation: Conversation) -> list[Message]:
+    """The conversation's messages, oldest first, whole (the API's read; prompts read `said`)."""
+    query = select(Message).where(Message.conversation_id == conversation.id, Message.client == conversation.client,
+                                  Message.user_id == conversation.user_id).order_by(Message.seq)
     with statement("messages.all"):
-        return list(session.scalars(query.order_by(Message.seq)))
+        return list(session.scalars(query))
 
 
 class Said(NamedTuple):

@@ -85,11 +85,6 @@ class ConnectionTable:
             self._table.used = max(self._table.used, slot + 1)
         return slot
 
-    def fewest(self, excluding: int, now: float) -> int | None:
-        """The fewest connections held by a worker that accepts, other than `excluding`, among those whose loop
-        turned lately; None when there is none."""
-        return self.others(excluding, now)[0]
-
     def others(self, excluding: int, now: float) -> tuple[int | None, int]:
         """(fewest, total): the fewest connections held by a worker that accepts, other than `excluding`, among
         those whose loop turned lately (None when there is none), and what all of those hold together."""

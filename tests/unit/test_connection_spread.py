@@ -108,7 +108,7 @@ def test_a_worker_that_cannot_accept_holds_no_other_back():
     other.set_accept_enabled(True)
     assert other.accepting
     # Nor does a slot still empty (a worker booting) or freed (one that exited).
-    assert table.fewest(excluding=1, now=time.monotonic()) is None
+    assert table.others(excluding=1, now=time.monotonic()) == (None, 0)
 
 
 def test_a_worker_whose_loop_is_stuck_holds_no_other_back():
